@@ -1,0 +1,1 @@
+"""SpeakStream: a chatbot that speaks its replies while it writes them."""

