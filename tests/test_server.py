@@ -1,0 +1,75 @@
+"""The app as users reach it: served by Gradio, driven through gradio_client, started by app.py."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+from support import free_port
+
+from speakstream.conversation import content_text
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def assistant_texts(outputs: list[tuple]) -> list[str]:
+    """The last chat message's text at each streamed update."""
+    return [content_text(history[-1]["content"]) for _, history, _ in outputs if history]
+
+
+def test_chat_streams_a_growing_reply_through_gradio_client(app_url: str) -> None:
+    job = Client(app_url, verbose=False).submit("What is the capital of France?", [], api_name="/chat")
+    outputs = list(job)
+    texts = [t for t in assistant_texts(outputs) if t]
+    assert len(set(texts)) >= 3, "the reply should arrive in several growing updates"
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    final = job.outputs()[-1][1]
+    assert content_text(final[0]["content"]) == "What is the capital of France?"
+    assert "Paris" in content_text(final[-1]["content"])
+
+
+def test_over_long_message_never_reaches_the_chat(app_url: str) -> None:
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]},
+    ]
+    job = Client(app_url, verbose=False).submit("x" * 5000, history, api_name="/chat")
+    final = job.result()
+    assert len(final[1]) == 2  # nothing added: no reply was generated
+
+
+def test_a_model_that_cannot_load_exits_with_a_message() -> None:
+    result = subprocess.run(
+        [sys.executable, "app.py", "--llm", "./missing/model.gguf"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert "No model at './missing/model.gguf'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_exits_with_a_message(bundled_gguf: Path) -> None:
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        result = subprocess.run(
+            [sys.executable, "app.py", "--llm", str(bundled_gguf), "--port", str(port)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert result.returncode == 1
+    assert f"Could not serve on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,55 @@
+"""Settings come from flags, then the environment, then defaults; --help documents each one."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from speakstream.settings import Settings, build_parser, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_without_flags_or_environment() -> None:
+    assert load_settings([], {}) == Settings()
+
+
+def test_flag_beats_environment_which_beats_default() -> None:
+    env = {"SPEAKSTREAM_MAX_NEW_TOKENS": "64", "SPEAKSTREAM_TEMPERATURE": "0.5"}
+    settings = load_settings(["--max-new-tokens", "32"], env)
+    assert settings.max_new_tokens == 32
+    assert settings.temperature == 0.5
+    assert settings.top_p == Settings().top_p
+
+
+def test_gradio_and_log_variables_are_honoured() -> None:
+    env = {"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "9000", "GRADIO_SHARE": "true", "LOG_LEVEL": "DEBUG"}
+    settings = load_settings([], env)
+    assert (settings.host, settings.port, settings.share, settings.log_level) == ("0.0.0.0", 9000, True, "DEBUG")
+
+
+def test_boolean_flags_turn_on_and_off() -> None:
+    assert load_settings(["--share"], {}).share is True
+    assert load_settings(["--no-share"], {"GRADIO_SHARE": "1"}).share is False
+
+
+def test_a_malformed_environment_variable_names_itself() -> None:
+    with pytest.raises(SystemExit, match="SPEAKSTREAM_PORT"):
+        load_settings([], {"SPEAKSTREAM_PORT": "eighty"})
+
+
+def test_model_cache_defaults_under_xdg_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert Settings().model_cache_dir == tmp_path / "speakstream"
+    assert load_settings(["--model-cache", "/srv/models"], {}).model_cache_dir == Path("/srv/models")
+
+
+def test_help_documents_every_setting() -> None:
+    result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for field in dataclasses.fields(Settings):
+        assert "--" + field.name.replace("_", "-") in result.stdout
+    assert len(build_parser()._actions) == len(dataclasses.fields(Settings)) + 1  # + --help
