@@ -58,6 +58,12 @@ class Settings:
         "Folder where a converted GGUF model is saved so later starts skip the conversion "
         "(unset: $XDG_CACHE_HOME/speakstream, else ~/.cache/speakstream).",
     )
+    # Chunking the reply for speech
+    chunk_min_chars: int = _opt(10, "Shortest chunk sent to the voice (only a reply's last chunk may be shorter).")
+    chunk_max_chars: int = _opt(100, "Longest chunk sent to the voice (a single longer word is never split).")
+    first_chunk_min_chars: int = _opt(
+        12, "The first chunk may end at a phrase break (, ; : -) once it has this many characters."
+    )
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
     # Serving

@@ -1,0 +1,73 @@
+"""Benchmarks that print figures (never pass/fail): `python -m speakstream.bench --help`."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+from speakstream.chunker import TextChunker, rules_from_settings
+from speakstream.settings import Settings
+
+SAMPLE_REPLY = (
+    "Sure! Here are three tips for sleeping better:\n1. Keep a regular schedule, even on weekends.\n"
+    "2. Avoid screens for an hour before bed; the blue light keeps you awake.\n3. Keep your room cool, "
+    "dark and quiet. Dr. Smith at the U.S. Sleep Institute says 7.5 hours is ideal, e.g. from 10:30 p.m. "
+    "to 6:00 a.m. Read more at https://example.com/sleep. A good mattress costs about $1,000, but it "
+    "lasts for years... Sweet dreams!"
+) * 4
+
+
+def _tokens(text: str) -> list[str]:
+    """Split like a tokenizer streamer: words with their leading space, punctuation apart."""
+    pieces: list[str] = []
+    word = ""
+    for ch in text:
+        if ch.isalnum():
+            word += ch
+            continue
+        if word:
+            pieces.append(word)
+            word = ""
+        pieces.append(ch)
+    return [*pieces, word] if word else pieces
+
+
+def bench_chunker(settings: Settings, repeats: int = 200) -> None:
+    """Cost of the chunker per streamed token, next to the model's time per token (about 35 ms)."""
+    tokens = _tokens(SAMPLE_REPLY)
+    rules = rules_from_settings(settings)
+    timings = []
+    for _ in range(repeats):
+        chunker = TextChunker(rules)
+        started = time.perf_counter()
+        for token in tokens:
+            chunker.feed(token)
+        chunker.flush()
+        timings.append((time.perf_counter() - started) / len(tokens))
+    per_token = statistics.median(timings)
+    print(
+        f"chunker: {len(tokens)} tokens a reply, median {per_token * 1e6:.1f} µs per token "
+        f"(p90 {statistics.quantiles(timings, n=10)[-1] * 1e6:.1f} µs); "
+        f"{per_token / 0.035 * 100:.3f}% of a 35 ms decode step"
+    )
+
+
+SECTIONS: dict[str, Callable[[Settings], None]] = {"chunker": bench_chunker}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m speakstream.bench", description=__doc__)
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"one of {', '.join(SECTIONS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    settings = Settings()
+    for name in args.sections or SECTIONS:
+        SECTIONS[name](settings)
+
+
+if __name__ == "__main__":
+    main()

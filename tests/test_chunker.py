@@ -1,0 +1,210 @@
+"""The chunker's rules (see speakstream/chunker.py): sizes 10..100, sentence ends first, then phrase
+breaks, then word boundaries; never inside numbers, abbreviations, initials, ellipses, URLs or
+e-mail addresses; the first chunk may end early at a phrase break; and the chunks do not depend
+on how the text was split when it was fed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from speakstream.chunker import ChunkRules, TextChunker, rules_from_settings
+from speakstream.settings import Settings
+
+RULES = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12)
+PROTECTED = [
+    "Dr. Smith",
+    "Mr. Jones",
+    "3.14",
+    "$1,000",
+    "1,000,000",
+    "$2.50",
+    "v2.0",
+    "e.g. this",
+    "i.e. that",
+    "U.S. Army",
+    "J. R. R. Tolkien",
+    "https://example.com/a.b?c=d",
+    "someone@example.org",
+    "5:30",
+    "wait...",
+    "10:45 p.m.",
+]
+WORDS = ["the", "robot", "painted", "a", "sky", "Blue", "slowly", "and", "It", "was", "happy", "Paris"]
+PUNCT = [".", ",", "!", "?", ";", ":", " -", "\n", ""]
+
+
+def chunk_all(text: str, pieces: list[int] | None = None, rules: ChunkRules = RULES) -> list[str]:
+    """Chunks of ``text`` fed whole, or in pieces of the given sizes."""
+    chunker = TextChunker(rules)
+    out: list[str] = []
+    position = 0
+    for size in pieces or []:
+        out += chunker.feed(text[position : position + size])
+        position += size
+    out += chunker.feed(text[position:])
+    return out + chunker.flush()
+
+
+def squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+token = st.one_of(
+    st.sampled_from(WORDS),
+    st.sampled_from(PROTECTED),
+    st.builds(lambda w, p: w + p, st.sampled_from(WORDS), st.sampled_from(PUNCT)),
+)
+replies = st.lists(token, min_size=1, max_size=80).map(" ".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies)
+def test_chunks_joined_give_back_the_text(text: str) -> None:
+    assert squash("".join(chunk_all(text))) == squash(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies)
+def test_every_chunk_but_the_last_is_within_bounds(text: str) -> None:
+    chunks = chunk_all(text)
+    for chunk in chunks[:-1]:
+        assert RULES.min_chars <= len(chunk) <= RULES.max_chars, chunks
+    assert len(chunks[-1]) <= RULES.max_chars
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies)
+def test_no_boundary_falls_inside_a_protected_span(text: str) -> None:
+    chunks = chunk_all(text)
+    expected = sum(text.count(item) for item in PROTECTED)
+    found = sum(chunk.count(item) for chunk in chunks for item in PROTECTED)
+    assert found == expected, chunks
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies, st.lists(st.integers(min_value=0, max_value=12), max_size=60))
+def test_any_split_into_pieces_gives_the_same_chunks(text: str, pieces: list[int]) -> None:
+    assert chunk_all(text, pieces) == chunk_all(text)
+
+
+def test_token_by_token_equals_whole() -> None:
+    text = "Dr. Smith paid $1,000 for 3.14 kg at 5:30 p.m. on the U.S. coast. Was it worth it? Maybe."
+    assert chunk_all(text, [1] * len(text)) == chunk_all(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "The price is $2.50, or 1,000,000 yen. Version v2.0 shipped.",
+            ["The price is $2.50,", "or 1,000,000 yen.", "Version v2.0 shipped."],
+        ),
+        (
+            "Dr. Smith met Mr. Jones at 5:30 today. They talked.",
+            ["Dr. Smith met Mr. Jones at 5:30 today.", "They talked."],
+        ),
+        (
+            "I love books, e.g. the ones by J. R. R. Tolkien. Really!",
+            ["I love books,", "e.g. the ones by J. R. R. Tolkien.", "Really!"],
+        ),
+        (
+            "Visit https://example.com/docs/v1.2. Or write to help@example.org. Thanks a lot.",
+            ["Visit https://example.com/docs/v1.2.", "Or write to help@example.org.", "Thanks a lot."],
+        ),
+        (
+            'He said "Stop right there." Then he left (quietly, I think.) The end came.',
+            ['He said "Stop right there."', "Then he left (quietly, I think.)", "The end came."],
+        ),
+        ("Well... I am not sure. Let me think about it.", ["Well... I am not sure.", "Let me think about it."]),
+        (
+            "Three tips:\n1. Sleep early.\n2. Avoid screens.\n3. Keep a routine.",
+            ["Three tips:", "1. Sleep early.", "2. Avoid screens.", "3. Keep a routine."],
+        ),
+        (
+            "## Why the sky is blue\nSunlight scatters off air molecules. Blue scatters most.",
+            ["## Why the sky is blue", "Sunlight scatters off air molecules.", "Blue scatters most."],
+        ),
+        ("Hi! Ok. Yes, that is a fine plan for today.", ["Hi! Ok. Yes,", "that is a fine plan for today."]),
+        ("Привет, как дела? Всё хорошо. Спасибо!", ["Привет, как дела?", "Всё хорошо.", "Спасибо!"]),
+        ("你好。今天天气很好。我们去公园散步吧！", ["你好。今天天气很好。", "我们去公园散步吧！"]),
+        ("Use the `print()` function. It writes text.", ["Use the `print()` function.", "It writes text."]),
+        ("Great news 🎉! The robot learned to paint.", ["Great news 🎉!", "The robot learned to paint."]),
+    ],
+)
+def test_tricky_cases(text: str, expected: list[str]) -> None:
+    assert chunk_all(text) == expected
+    assert chunk_all(text, [1] * len(text)) == expected
+
+
+def test_first_chunk_ends_at_a_phrase_break_later_chunks_prefer_sentences() -> None:
+    text = "Sure, here is the answer, in short form. It works, mostly, as you would expect it to."
+    assert chunk_all(text) == [
+        "Sure, here is the answer,",
+        "in short form.",
+        "It works, mostly, as you would expect it to.",
+    ]
+
+
+def test_a_long_sentence_without_punctuation_breaks_at_word_boundaries() -> None:
+    words = [f"word{i}" for i in range(170)]
+    text = " ".join(words)  # about 1000 characters, no punctuation
+    chunks = chunk_all(text)
+    assert all(len(c) <= RULES.max_chars for c in chunks)
+    assert all(len(c) >= RULES.min_chars for c in chunks[:-1])
+    assert " ".join(chunks) == text  # no word split
+
+
+def test_a_long_sentence_prefers_its_phrase_breaks() -> None:
+    text = (
+        "The robot walked into the old studio where the light fell softly on the canvas, "
+        "and it picked up a brush for the very first time in its long and quiet life"
+    )
+    assert chunk_all(text)[0].endswith("canvas,")
+
+
+def test_a_word_longer_than_the_maximum_is_never_split() -> None:
+    url = "https://example.com/" + "a" * 150
+    chunks = chunk_all(f"See {url} for details. Bye now.")
+    assert any(url in c for c in chunks)
+
+
+def test_a_chunk_is_emitted_as_soon_as_its_boundary_is_certain() -> None:
+    chunker = TextChunker(RULES)
+    assert chunker.feed("It costs 3.") == []  # "3." may become "3.14"
+    assert chunker.feed("14 euros. ") == []  # the next word may be an abbreviation's lowercase tail
+    assert chunker.feed("T") == ["It costs 3.14 euros."]
+    assert chunker.feed("hanks! ") == ["Thanks!"] or chunker.flush() == ["Thanks!"]
+
+
+def test_question_mark_is_certain_without_seeing_the_next_word() -> None:
+    chunker = TextChunker(RULES)
+    assert chunker.feed("Is the sky blue? ") == ["Is the sky blue?"]
+
+
+def test_reset_forgets_pending_text() -> None:
+    chunker = TextChunker(RULES)
+    chunker.feed("Half a sentence that")
+    chunker.reset()
+    assert chunker.feed("Fresh start here. N") == ["Fresh start here."]
+
+
+def test_rules_come_from_settings() -> None:
+    rules = rules_from_settings(Settings(chunk_min_chars=5, chunk_max_chars=40, first_chunk_min_chars=8))
+    assert rules == ChunkRules(5, 40, 8)
+    with pytest.raises(ValueError, match="chunk sizes"):
+        ChunkRules(50, 40, 8)
+
+
+arbitrary = st.text(alphabet=st.sampled_from(list("ab Z9.,!?;:-—…\n\"')$@/ыж。")), max_size=400)
+
+
+@settings(max_examples=500, deadline=None)
+@given(arbitrary, st.lists(st.integers(min_value=0, max_value=7), max_size=80))
+def test_arbitrary_text_keeps_every_character_and_is_split_invariant(text: str, pieces: list[int]) -> None:
+    whole = chunk_all(text)
+    assert squash("".join(whole)) == squash(text)
+    assert chunk_all(text, pieces) == whole
