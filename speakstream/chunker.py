@@ -30,61 +30,10 @@ NO_SPACE_SENTENCE_PUNCT = "。！？"  # CJK: no space follows a full stop
 PHRASE_PUNCT = ",;:、，；："
 DASHES = "–—"
 CLOSERS = "\"'”’»)]}*_`"
+# Words that end in "." without ending a sentence (compared lower-case, without the final ".").
 ABBREVIATIONS = frozenset(
-    [
-        "mr",
-        "mrs",
-        "ms",
-        "dr",
-        "prof",
-        "sr",
-        "jr",
-        "st",
-        "mt",
-        "vs",
-        "etc",
-        "e.g",
-        "i.e",
-        "cf",
-        "al",
-        "approx",
-        "dept",
-        "est",
-        "fig",
-        "inc",
-        "ltd",
-        "co",
-        "corp",
-        "no",
-        "vol",
-        "gen",
-        "gov",
-        "sgt",
-        "capt",
-        "lt",
-        "col",
-        "rev",
-        "ave",
-        "blvd",
-        "jan",
-        "feb",
-        "mar",
-        "apr",
-        "jun",
-        "jul",
-        "aug",
-        "sep",
-        "sept",
-        "oct",
-        "nov",
-        "dec",
-        "p.m",
-        "a.m",
-        "u.s",
-        "u.k",
-        "u.n",
-        "ph.d",
-    ]
+    "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al approx dept est fig inc ltd co corp no vol gen gov "  # noqa: SIM905
+    "sgt capt lt col rev ave blvd jan feb mar apr jun jul aug sep sept oct nov dec p.m a.m u.s u.k u.n ph.d".split()
 )
 _WORD_BEFORE = re.compile(r"(\S+)$")
 
