@@ -54,7 +54,38 @@ def bench_chunker(settings: Settings, repeats: int = 200) -> None:
     )
 
 
-SECTIONS: dict[str, Callable[[Settings], None]] = {"chunker": bench_chunker}
+SHORT_CHUNK = "Hello there, how are you?"
+LONG_CHUNK = "The robot walked into the quiet studio, picked up a brush, and painted the sky a deep, calm blue."
+
+
+def bench_voices(settings: Settings, repeats: int = 5) -> None:
+    """Each available voice's real-time factor and latency for a short and a long chunk."""
+    import dataclasses
+
+    from speakstream.voices import load_voices
+
+    for threads in sorted({1, 2, settings.tts_threads}):
+        voices = load_voices(dataclasses.replace(settings, tts_threads=threads))
+        for notice in voices.notices:
+            print(f"  note: {notice}")
+        for voice in voices.voices.values():
+            voice.synthesize("Warm up.")
+            for name, text in (("short", SHORT_CHUNK), ("long", LONG_CHUNK)):
+                latencies, rtfs = [], []
+                for _ in range(repeats):
+                    started = time.perf_counter()
+                    samples = voice.synthesize(text)
+                    elapsed = time.perf_counter() - started
+                    latencies.append(elapsed)
+                    rtfs.append(elapsed / (len(samples) / voice.sample_rate))
+                print(
+                    f"voice {voice.key:9s} threads={threads} {name:5s} chunk ({len(text):3d} chars): "
+                    f"latency median {statistics.median(latencies) * 1000:5.0f} ms, "
+                    f"real-time factor median {statistics.median(rtfs):.3f}"
+                )
+
+
+SECTIONS: dict[str, Callable[[Settings], None]] = {"chunker": bench_chunker, "voices": bench_voices}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -64,6 +64,17 @@ class Settings:
     first_chunk_min_chars: int = _opt(
         12, "The first chunk may end at a phrase break (, ; : -) once it has this many characters."
     )
+    # Voices
+    voice: str = _opt("auto", "Voice used by default: glow-tts, piper, or auto (glow-tts when it loads, else piper).")
+    tts_model: str = _opt(
+        DEFAULT_TTS_MODEL,
+        "Coqui TTS model: a model name (downloaded and cached by Coqui on first use) or a local folder "
+        "with config.json and a .pth file.",
+    )
+    tts_vocoder: str = _opt("", "Coqui vocoder: a name or local folder (empty: the model's default vocoder).")
+    speaking_rate: float = _opt(1.0, "Speaking rate: above 1 speaks faster, below 1 slower.")
+    tts_threads: int = _opt(1, "Threads each voice may use for synthesis.")
+    text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
     # Serving

@@ -1,0 +1,145 @@
+"""The voices: glow-tts through Coqui's own loading code, the offline Piper voice, and the fallback."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
+
+from speakstream.settings import DEFAULT_TTS_MODEL, Settings
+from speakstream.voices import CoquiVoice, PiperVoice, Voice, load_voices
+
+pytestmark = pytest.mark.slow
+
+BAD_TEXTS = [
+    "",
+    "?!...",
+    "🎉🤖✅",
+    "Crème brûlée and naïve café, señor.",
+    "Привет, как дела? 你好。مرحبا",
+    "1 22 333 4444 55555 3.14 $1,000 5:30 2024",
+    "The robot painted. " * 105,  # about 2,000 characters
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_tts_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("tts_home")
+    install_tiny_glow_tts(home)
+    return home
+
+
+@pytest.fixture
+def glow_tts(tiny_tts_home: Path, monkeypatch: pytest.MonkeyPatch) -> CoquiVoice:
+    monkeypatch.setenv("TTS_HOME", str(tiny_tts_home))
+    return CoquiVoice(DEFAULT_TTS_MODEL).load()
+
+
+@pytest.fixture(scope="session")
+def piper() -> PiperVoice:
+    return PiperVoice().load()
+
+
+def seconds(voice: Voice, samples: np.ndarray) -> float:
+    return len(samples) / voice.sample_rate
+
+
+def test_glow_tts_loads_by_name_from_coquis_cache_and_speaks(glow_tts: CoquiVoice) -> None:
+    samples = glow_tts.synthesize("Hello there, Dr. Smith paid $1,000 for it.")
+    assert glow_tts.key == "glow-tts"
+    assert glow_tts.sample_rate == 22050
+    assert samples.dtype == np.int16 and samples.ndim == 1
+    assert seconds(glow_tts, samples) > 0.1
+
+
+def test_glow_tts_loads_from_local_model_and_vocoder_folders(tiny_tts_home: Path) -> None:
+    root = tiny_tts_home / "tts"
+    voice = CoquiVoice(str(root / GLOW_TTS_FOLDER), str(root / MELGAN_FOLDER)).load()
+    assert voice.synthesize("A local model speaks.").dtype == np.int16
+    assert voice.sample_rate == 22050
+
+
+def test_piper_speaks_a_real_sentence(piper: PiperVoice) -> None:
+    samples = piper.synthesize("The quick brown fox jumps over the lazy dog.")
+    assert piper.sample_rate == 22050
+    assert samples.dtype == np.int16
+    assert 1.5 < seconds(piper, samples) < 5.0
+    rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+    assert rms > 500, "speech, not silence"
+
+
+def test_piper_loudness_does_not_jump_between_chunks(piper: PiperVoice) -> None:
+    peaks = [int(np.abs(piper.synthesize(text)).max()) for text in ("Yes.", "It was a long and quiet afternoon.")]
+    assert max(peaks) / min(peaks) < 1.5
+
+
+@pytest.mark.parametrize("rate", [0.75, 1.5])
+def test_speaking_rate_changes_duration(piper: PiperVoice, glow_tts: CoquiVoice, rate: float) -> None:
+    text = "The robot learned to paint the sky blue."
+    for voice in (piper, glow_tts):
+        normal, changed = seconds(voice, voice.synthesize(text)), seconds(voice, voice.synthesize(text, rate))
+        assert (changed < normal) == (rate > 1), voice.key
+
+
+@pytest.mark.parametrize("text", BAD_TEXTS, ids=range(len(BAD_TEXTS)))
+def test_bad_text_gives_audio_or_nothing_never_an_exception(piper: PiperVoice, glow_tts: CoquiVoice, text: str) -> None:
+    for voice in (piper, glow_tts):
+        samples = voice.synthesize(text)
+        assert samples.dtype == np.int16 and samples.ndim == 1
+        if not any(ch.isalnum() for ch in text):
+            assert samples.size == 0
+
+
+def test_glow_tts_is_the_default_when_it_loads(tiny_tts_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_HOME", str(tiny_tts_home))
+    voices = load_voices(Settings())
+    assert voices.default == "glow-tts"
+    assert set(voices.voices) == {"glow-tts", "piper"}
+    assert voices.notices == []
+
+
+def test_without_espeak_glow_tts_falls_back_to_piper_with_a_notice(
+    tiny_tts_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("TTS_HOME", str(tiny_tts_home))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no espeak-ng on PATH
+    voices = load_voices(Settings())
+    assert voices.default == "piper"
+    assert "glow-tts (Coqui TTS) is unavailable: espeak-ng is not installed" in voices.notices[0]
+    assert voices.notices[-1] == "Speaking with Joe (Piper, offline)."
+
+
+def test_a_broken_download_falls_back_to_piper_with_a_notice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    broken = tmp_path / "tts" / GLOW_TTS_FOLDER
+    broken.mkdir(parents=True)
+    (broken / "model_file.pth").write_bytes(b"not a checkpoint")
+    (broken / "config.json").write_text("{")
+    monkeypatch.setenv("TTS_HOME", str(tmp_path))
+    voices = load_voices(Settings())
+    assert voices.default == "piper"
+    assert voices.notices[0].startswith("glow-tts (Coqui TTS) is unavailable: could not load")
+
+
+def test_text_only_loads_no_voice() -> None:
+    voices = load_voices(Settings(text_only=True))
+    assert voices.voices == {} and voices.get(None) is None
+
+
+def test_an_unknown_voice_choice_falls_back_with_a_notice(tiny_tts_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTS_HOME", str(tiny_tts_home))
+    voices = load_voices(Settings(voice="klingon"))
+    assert voices.default == "glow-tts"
+    assert "The voice 'klingon' is not available." in voices.notices
+
+
+def test_piper_needs_no_system_packages() -> None:
+    """The offline voice brings its own espeak data: it works with an empty PATH."""
+    path = os.environ.get("PATH", "")
+    try:
+        os.environ["PATH"] = ""
+        assert PiperVoice().load().synthesize("Still speaking.").size > 0
+    finally:
+        os.environ["PATH"] = path
