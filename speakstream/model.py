@@ -271,12 +271,14 @@ class LanguageModel:
 
         thread = threading.Thread(target=generate, name="speakstream-generate", daemon=True)
         thread.start()
+        finished = False
         try:
             for piece in streamer:
                 if piece:
                     yield piece
+            finished = True
         finally:
-            # A consumer that stops early (Stop button, closed tab) must stop the computation too.
-            stop.set()
+            if not finished:  # a consumer that leaves early (closed tab) must stop the computation too
+                stop.set()
         if failure:
             raise failure[0]

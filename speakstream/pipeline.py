@@ -1,78 +1,268 @@
-"""One reply, from the conversation to streamed text: the model's tokens as they arrive.
+"""One spoken reply: the model writes, the chunker cuts, the voice speaks, all at once.
 
-The pipeline owns what happens between the user's message and the speaker, and nothing
-about the UI: it yields :class:`ReplyUpdate` values that the UI turns into chat and
-audio updates. Each reply records a :class:`Timeline` for logs and the benchmark.
+Three threads per reply, joined by two queues:
+
+    model.stream_reply ──text──> [reader] ──chunks──> [voice] ──audio──┐
+                                    └────────────text──────────────────┴──> events ──> reply()
+
+The reader thread forwards each piece of text at once and feeds the chunker; the voice
+thread synthesizes chunk N while the model writes chunk N+1, so a reply takes about as
+long as the slower stage, not the sum. ``reply()`` merges both into
+:class:`ReplyUpdate` values in the order they happened. Setting ``stop`` (or closing the
+iterator) ends generation within a token and drops queued synthesis; every thread ends by
+itself, so nothing is joined on the caller's thread.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from speakstream.audio import resample, with_fades
+from speakstream.chunker import TextChunker, rules_from_settings
 from speakstream.conversation import Message, trim_to_context
 from speakstream.model import LanguageModel, Sampling
+from speakstream.settings import Settings
+from speakstream.speech_text import SpeechCleaner
+from speakstream.voices import Voice, VoiceSet
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SAMPLE_RATE = 22050
+# How long reply() waits for the next event before checking that its workers are alive.
+POLL_SECONDS = 0.5
 
 
 @dataclass
 class Timeline:
-    """Seconds from the start of a reply to each milestone (None: not reached)."""
+    """Seconds from the start of a reply to each milestone (None: not reached), and audio totals."""
 
     started: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
+    first_chunk: float | None = None
+    first_audio: float | None = None
+    last_audio: float | None = None
     done: float | None = None
     tokens: int = 0
+    audio_seconds: float = 0.0
+    synthesis_seconds: float = 0.0
+    # (seconds since start when a segment was handed out, its duration in seconds)
+    segments: list[tuple[float, float]] = field(default_factory=list)
+
+    def now(self) -> float:
+        return time.perf_counter() - self.started
 
     def mark(self, name: str) -> None:
         if getattr(self, name) is None:
-            setattr(self, name, time.perf_counter() - self.started)
+            setattr(self, name, self.now())
 
     @property
     def tokens_per_second(self) -> float | None:
-        if self.done is None or self.first_token is None or self.done <= self.first_token:
+        if self.done is None or self.first_token is None or self.done <= self.first_token or self.tokens < 2:
             return None
-        return max(self.tokens - 1, 0) / (self.done - self.first_token)
+        return (self.tokens - 1) / (self.done - self.first_token)
+
+    @property
+    def real_time_factor(self) -> float | None:
+        """Synthesis seconds per second of speech (below 1: faster than real time)."""
+        return self.synthesis_seconds / self.audio_seconds if self.audio_seconds else None
+
+    def playback_leads(self) -> list[float]:
+        """Seconds of audio still queued ahead of playback when each later segment arrived.
+
+        Playback starts with the first segment and plays segments back to back; a negative
+        lead is a gap of that length (the player ran dry before the segment arrived).
+        """
+        leads: list[float] = []
+        play_until: float | None = None
+        for arrived, duration in self.segments:
+            if play_until is not None:
+                leads.append(play_until - arrived)
+            play_until = (arrived if play_until is None else max(play_until, arrived)) + duration
+        return leads
+
+    def gaps(self) -> list[float]:
+        """Lengths of the silences where the player waited for audio."""
+        return [-lead for lead in self.playback_leads() if lead < 0]
+
+    def summary(self) -> str:
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f} ms"
+
+        rtf = self.real_time_factor
+        tps = self.tokens_per_second
+        return (
+            f"first token {ms(self.first_token)} · first audio {ms(self.first_audio)} · "
+            f"{'-' if tps is None else f'{tps:.1f}'} tokens/s · "
+            f"real-time factor {'-' if rtf is None else f'{rtf:.2f}'}"
+        )
+
+
+@dataclass(frozen=True)
+class ReplyOptions:
+    """What one reply uses: sampling, and which voice at what rate (``voice=None``: text only)."""
+
+    sampling: Sampling
+    voice: Voice | None
+    speaking_rate: float = 1.0
 
 
 @dataclass(frozen=True)
 class ReplyUpdate:
-    """The reply's text so far; ``final`` is set on the last update."""
+    """The reply's text so far, and a new audio segment (int16 samples) when one is ready."""
 
     text: str
     timeline: Timeline
+    audio: np.ndarray | None = None
     final: bool = False
 
 
 class ReplyPipeline:
-    """Runs one reply at a time per call; shared by all sessions (it holds no per-user state)."""
+    """Shared by all sessions: it holds the loaded models and no per-user state."""
 
-    def __init__(self, model: LanguageModel) -> None:
+    def __init__(self, model: LanguageModel, voices: VoiceSet, settings: Settings) -> None:
         self.model = model
+        self.voices = voices
+        self.settings = settings
+        default = voices.get(None)
+        self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
+
+    def options(self, voice: str | None = None, speaking_rate: float | None = None, speak: bool = True) -> ReplyOptions:
+        """Options for one reply: the settings' sampling, the chosen (or default) voice."""
+        return ReplyOptions(
+            sampling=Sampling.from_settings(self.settings),
+            voice=self.voices.get(voice) if speak else None,
+            speaking_rate=speaking_rate or self.settings.speaking_rate,
+        )
 
     def prompt(self, messages: Sequence[Message], sampling: Sampling) -> list[Message]:
         """The conversation trimmed (oldest turns first) so prompt plus reply fit the context."""
         budget = self.model.context_length - sampling.max_new_tokens
         return trim_to_context(list(messages), self.model.count_tokens, budget)
 
-    def reply(self, messages: Sequence[Message], stop: threading.Event, sampling: Sampling) -> Iterator[ReplyUpdate]:
-        """Stream the reply's text; setting ``stop`` or closing the iterator ends generation."""
+    def reply(self, messages: Sequence[Message], stop: threading.Event, options: ReplyOptions) -> Iterator[ReplyUpdate]:
+        """Stream the reply: an update per piece of text and per audio segment, then a final one.
+
+        Raises the model's error, if any, after stopping the other workers.
+        """
         timeline = Timeline()
+        events: queue.Queue[tuple[str, object]] = queue.Queue()
+        chunks: queue.Queue[str | None] = queue.Queue()
+        prompt = self.prompt(messages, options.sampling)
+        workers = [
+            threading.Thread(
+                target=self._read_text,
+                args=(prompt, stop, options, timeline, events, chunks),
+                name="speakstream-text",
+                daemon=True,
+            )
+        ]
+        if options.voice is not None:
+            workers.append(
+                threading.Thread(
+                    target=self._speak,
+                    args=(options, stop, timeline, chunks, events),
+                    name="speakstream-voice",
+                    daemon=True,
+                )
+            )
+        for worker in workers:
+            worker.start()
         text = ""
-        for piece in self.model.stream_reply(self.prompt(messages, sampling), stop, sampling):
-            timeline.mark("first_token")
-            text += piece
-            yield ReplyUpdate(text, timeline)
+        pending = len(workers)
+        try:
+            while pending:
+                try:
+                    kind, value = events.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    if not any(worker.is_alive() for worker in workers):
+                        break
+                    continue
+                if kind == "text":
+                    timeline.mark("first_token")
+                    text += str(value)
+                    yield ReplyUpdate(text, timeline)
+                elif kind == "audio":
+                    assert isinstance(value, np.ndarray)
+                    timeline.mark("first_audio")
+                    timeline.last_audio = timeline.now()
+                    timeline.segments.append((timeline.last_audio, value.size / self.sample_rate))
+                    yield ReplyUpdate(text, timeline, audio=value)
+                elif kind == "error":
+                    assert isinstance(value, BaseException)
+                    raise value
+                else:  # a worker finished
+                    pending -= 1
+        finally:
+            stop.set()
         timeline.mark("done")
         timeline.tokens = self.model.text_tokens(text)
-        log.debug(
-            "Reply done: first token %.0f ms, %.1f s, %.1f tokens/s",
-            1000 * (timeline.first_token or 0),
-            timeline.done or 0,
-            timeline.tokens_per_second or 0,
-        )
+        log.debug("Reply timeline: %s", timeline.summary())
         yield ReplyUpdate(text, timeline, final=True)
+
+    def _read_text(
+        self,
+        prompt: list[Message],
+        stop: threading.Event,
+        options: ReplyOptions,
+        timeline: Timeline,
+        events: queue.Queue[tuple[str, object]],
+        chunks: queue.Queue[str | None],
+    ) -> None:
+        """Forward the model's text as it comes, and cut it into chunks for the voice."""
+        chunker = TextChunker(rules_from_settings(self.settings))
+        try:
+            for piece in self.model.stream_reply(prompt, stop, options.sampling):
+                events.put(("text", piece))
+                for chunk in chunker.feed(piece):
+                    timeline.mark("first_chunk")
+                    chunks.put(chunk)
+            if not stop.is_set():
+                for chunk in chunker.flush():
+                    timeline.mark("first_chunk")
+                    chunks.put(chunk)
+        except Exception as error:  # noqa: BLE001 - handed to reply(), which raises it
+            events.put(("error", error))
+        finally:
+            chunks.put(None)
+            events.put(("done", "text"))
+
+    def _speak(
+        self,
+        options: ReplyOptions,
+        stop: threading.Event,
+        timeline: Timeline,
+        chunks: queue.Queue[str | None],
+        events: queue.Queue[tuple[str, object]],
+    ) -> None:
+        """Synthesize chunk after chunk; a failing chunk is logged and skipped, the reply goes on."""
+        voice = options.voice
+        assert voice is not None
+        cleaner = SpeechCleaner()
+        try:
+            while (chunk := chunks.get()) is not None:
+                if stop.is_set():
+                    continue  # drain without speaking: the reply was stopped
+                spoken = cleaner.clean(chunk)
+                if not spoken:
+                    continue
+                started = time.perf_counter()
+                try:
+                    samples = voice.synthesize(spoken, options.speaking_rate)
+                except Exception:
+                    log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
+                    continue
+                timeline.synthesis_seconds += time.perf_counter() - started
+                if samples.size == 0 or stop.is_set():
+                    continue
+                samples = with_fades(resample(samples, voice.sample_rate, self.sample_rate), self.sample_rate)
+                timeline.audio_seconds += samples.size / self.sample_rate
+                events.put(("audio", samples))
+        finally:
+            events.put(("done", "voice"))

@@ -9,6 +9,7 @@ from speakstream.model import LanguageModel, ModelLoadError
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings, load_settings
 from speakstream.ui import build_ui
+from speakstream.voices import load_voices
 
 log = logging.getLogger("speakstream")
 
@@ -18,11 +19,14 @@ def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "httpcore2", "urllib3", "filelock", "asyncio", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Coqui logs a failed model download with a full traceback; the voice notice already says why.
+    logging.getLogger("TTS.utils.manage").setLevel(logging.CRITICAL)
 
 
 def load_pipeline(settings: Settings) -> ReplyPipeline:
     """Load every model once; shared by all sessions for the life of the process."""
-    return ReplyPipeline(LanguageModel(settings).load())
+    model = LanguageModel(settings).load()
+    return ReplyPipeline(model, load_voices(settings), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

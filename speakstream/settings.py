@@ -73,7 +73,9 @@ class Settings:
     )
     tts_vocoder: str = _opt("", "Coqui vocoder: a name or local folder (empty: the model's default vocoder).")
     speaking_rate: float = _opt(1.0, "Speaking rate: above 1 speaks faster, below 1 slower.")
-    tts_threads: int = _opt(1, "Threads each voice may use for synthesis.")
+    tts_threads: int = _opt(
+        1, "Threads for the Piper voice (onnxruntime). Coqui voices share torch's threads with the model."
+    )
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")

@@ -1,8 +1,14 @@
-"""The Gradio Blocks page: chat, message box, Send / Stop / Clear, and the streaming audio output.
+"""The Gradio Blocks page: chat, message box, Send / Stop / Clear, voice controls, streaming audio.
 
 Event handlers are module-level functions bound to the pipeline with ``functools.partial``,
 so tests can call them without a browser. The chat event is published as ``/chat`` for
 ``gradio_client``.
+
+Gradio plays streamed audio through an HLS playlist fed by one ffmpeg encoder. What works
+best with it (see FIELD_NOTES): send nothing (``gr.skip()``) for the audio until the first
+segment exists; after that, flush the encoder with a one-sample "drain" WAV on every
+text-only update; and end every segment with drain, a short silence, drain, so the
+playlist always ends on a short segment and playback never stalls at a seam.
 """
 
 from __future__ import annotations
@@ -14,65 +20,114 @@ from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
+from speakstream.audio import silence, wav_bytes
 from speakstream.conversation import InvalidMessage, clean_message, to_model_messages
-from speakstream.model import Sampling
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
 History = list[dict[str, Any]]
-ChatOutputs = tuple[Any, History, Any]
+# (message box, chat, streamed audio, whole-reply audio, stats line)
+ChatOutputs = tuple[Any, History, Any, Any, Any]
+SEGMENT_TAIL_SECONDS = 0.1
+STOP_PLAYBACK_JS = "() => { document.querySelectorAll('audio').forEach((a) => a.pause()); }"
+# A new message silences the reply still playing; its inputs pass through unchanged.
+PASS_THROUGH_STOP_JS = "(...args) => { document.querySelectorAll('audio').forEach((a) => a.pause()); return args; }"
+ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
+
+
+def _drain(rate: int) -> bytes:
+    return wav_bytes(silence(1 / rate, rate), rate)
 
 
 def respond(
-    pipeline: ReplyPipeline, settings: Settings, message: str, history: History | None
+    pipeline: ReplyPipeline,
+    settings: Settings,
+    message: str,
+    history: History | None,
+    voice: str | None = None,
+    speaking_rate: float | None = None,
+    text_only: bool = False,
+    session: dict[str, threading.Event] | None = None,
 ) -> Iterator[ChatOutputs]:
-    """Stream one reply into the chat: (message box, chat history, audio) per update.
+    """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
-    A message that cannot be sent stays in the box and the user sees why; an error while
-    generating ends this reply with a note in the chat and leaves the app serving others.
+    A message that cannot be sent stays in the box and the user sees why. A new message
+    stops the reply still running in the same session (``session`` holds its stop event).
+    An error while generating ends this reply with a note in the chat and leaves the app
+    serving others.
     """
     history = list(history or [])
     try:
         text = clean_message(message or "", settings.max_input_chars)
     except InvalidMessage as problem:
         gr.Warning(str(problem))
-        yield gr.skip(), history, gr.skip()
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
         return
     messages = [*to_model_messages(history, settings.system_prompt), {"role": "user", "content": text}]
     history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-    yield "", history, gr.skip()
+    yield "", history, gr.skip(), None, ""
+    rate = pipeline.sample_rate
+    drain = _drain(rate)
+    tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
+    spoken: list[np.ndarray] = []
     stop = threading.Event()
+    session = {} if session is None else session
+    if previous := session.get("stop"):
+        previous.set()
+    session["stop"] = stop
+    options = pipeline.options(voice, speaking_rate, speak=not text_only)
     try:
-        for update in pipeline.reply(messages, stop, Sampling.from_settings(settings)):
+        for update in pipeline.reply(messages, stop, options):
+            if session.get("stop") is not stop:
+                return  # superseded by a newer message: its reply owns the chat now
             history[-1] = {"role": "assistant", "content": update.text}
-            yield gr.skip(), history, gr.skip()
+            if update.audio is not None:
+                spoken.append(update.audio)
+                for segment in (wav_bytes(update.audio, rate), drain, tail, drain):
+                    yield gr.skip(), history, segment, gr.skip(), gr.skip()
+            elif update.final:
+                whole = (rate, np.concatenate(spoken)) if spoken else None
+                yield gr.skip(), history, drain if spoken else gr.skip(), whole, update.timeline.summary()
+            else:
+                yield gr.skip(), history, drain if spoken else gr.skip(), gr.skip(), gr.skip()
     except Exception:
         log.exception("Reply failed")
-        history[-1] = {
-            "role": "assistant",
-            "content": (history[-1]["content"] + "\n\n" if history[-1]["content"] else "")
-            + "Sorry, something went wrong while writing this reply. Please try again.",
-        }
-        yield gr.skip(), history, gr.skip()
+        so_far = history[-1]["content"]
+        history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{ERROR_NOTE}" if so_far else ERROR_NOTE}
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
     finally:
         stop.set()
 
 
-def clear_chat() -> tuple[History, str, None]:
-    """Empty the conversation, the message box and the player."""
-    return [], "", None
+def clear_chat() -> tuple[History, str, None, None, str]:
+    """Empty the conversation, the message box, both players and the stats line."""
+    return [], "", None, None, ""
+
+
+def stop_playback() -> None:
+    """Clear the streaming player after Stop (the page's script has already paused it)."""
+    return None
+
+
+def voice_status(pipeline: ReplyPipeline) -> str:
+    """The line under the page that says which voice speaks, and why if it is not the usual one."""
+    voice = pipeline.voices.get(None)
+    lines = [f"**Voice:** {voice.label}" if voice else "**Voice:** none (text only)"]
+    lines += [f"- {notice}" for notice in pipeline.voices.notices]
+    return "\n".join(lines)
 
 
 def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
     """The whole page, wired to ``pipeline``; the caller launches it."""
     source = pipeline.model.source.origin if pipeline.model.source else "not loaded"
-    with gr.Blocks(title="SpeakStream") as demo:
+    # Temporary audio files Gradio writes for players are deleted after an hour.
+    with gr.Blocks(title="SpeakStream", delete_cache=(600, 3600)) as demo:
         gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
-        chatbot = gr.Chatbot(label="Conversation", height=460, sanitize_html=True, allow_tags=False, elem_id="chat")
-        audio = gr.Audio(label="Spoken reply", streaming=True, autoplay=True, interactive=False, elem_id="reply-audio")
+        chatbot = gr.Chatbot(label="Conversation", height=420, sanitize_html=True, allow_tags=False, elem_id="chat")
         with gr.Row():
             message = gr.Textbox(
                 label="Message",
@@ -85,15 +140,44 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
         with gr.Row():
             stop = gr.Button("Stop", variant="stop", elem_id="stop")
             clear = gr.Button("Clear", elem_id="clear")
-        gr.Markdown(f"Model: {source}", elem_id="status")
+        audio = gr.Audio(
+            label="Spoken reply",
+            streaming=True,
+            autoplay=True,
+            interactive=False,
+            elem_id="reply-audio",
+        )
+        stats = gr.Markdown("", elem_id="stats")
+        with gr.Accordion("Voice and replay", open=False):
+            with gr.Row():
+                voice = gr.Dropdown(
+                    choices=pipeline.voices.choices,
+                    value=pipeline.voices.default,
+                    label="Voice",
+                    interactive=bool(pipeline.voices.voices),
+                    elem_id="voice",
+                )
+                speaking_rate = gr.Slider(0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate")
+                text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
+            replay = gr.Audio(label="Whole reply (replay or download)", interactive=False, elem_id="replay")
+        gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
 
+        session = gr.State({})
         handler = functools.partial(respond, pipeline, settings)
-        chat_io: dict[str, Any] = {"inputs": [message, chatbot], "outputs": [message, chatbot, audio]}
-        submitted = message.submit(handler, api_name="chat", **chat_io)
-        clicked = send.click(handler, api_visibility="private", **chat_io)
-        stop.click(None, cancels=[submitted, clicked], api_visibility="private")
+        chat_io: dict[str, Any] = {
+            "inputs": [message, chatbot, voice, speaking_rate, text_only, session],
+            "outputs": [message, chatbot, audio, replay, stats],
+        }
+        submitted = message.submit(handler, api_name="chat", js=PASS_THROUGH_STOP_JS, **chat_io)
+        clicked = send.click(handler, api_visibility="private", js=PASS_THROUGH_STOP_JS, **chat_io)
+        replies = [submitted, clicked]
+        stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, api_visibility="private")
         clear.click(
-            clear_chat, outputs=[chatbot, message, audio], cancels=[submitted, clicked], api_visibility="private"
+            clear_chat,
+            outputs=[chatbot, message, audio, replay, stats],
+            js=STOP_PLAYBACK_JS,
+            cancels=replies,
+            api_visibility="private",
         )
     demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
     return demo

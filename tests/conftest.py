@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from support import free_port
 
 from speakstream.model import LanguageModel, ModelSource, find_bundled_gguf
+from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
+from speakstream.voices import PiperVoice, Voice, VoiceSet
 
 
 @pytest.fixture(scope="session")
@@ -33,14 +37,42 @@ def model(settings: Settings, bundled_gguf: Path) -> LanguageModel:
 
 
 @pytest.fixture(scope="session")
-def app_url(settings: Settings, model: LanguageModel) -> Iterator[str]:
-    """The real app, served in this process on a free port."""
-    from speakstream.pipeline import ReplyPipeline
+def app_url(settings: Settings, pipeline: ReplyPipeline) -> Iterator[str]:
+    """The real app (bundled SmolLM2, Piper voice), served in this process on a free port."""
     from speakstream.ui import build_ui
 
-    demo = build_ui(ReplyPipeline(model), settings)
+    demo = build_ui(pipeline, settings)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=settings.port, quiet=True)
     try:
         yield f"http://127.0.0.1:{settings.port}/"
     finally:
         demo.close()
+
+
+class SilentVoice(Voice):
+    """A test voice: silence of a plausible length (60 ms a character), after ``delay`` seconds a character."""
+
+    key = "silent"
+    label = "Silent (tests)"
+    sample_rate = 22050
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.spoken: list[str] = []
+
+    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+        time.sleep(self.delay * len(text))
+        self.spoken.append(text)
+        return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
+
+
+@pytest.fixture(scope="session")
+def piper_voice() -> PiperVoice:
+    return PiperVoice().load()
+
+
+@pytest.fixture(scope="session")
+def pipeline(model: LanguageModel, piper_voice: PiperVoice, settings: Settings) -> ReplyPipeline:
+    """The real pipeline: bundled SmolLM2 and the offline Piper voice."""
+    return ReplyPipeline(model, VoiceSet({"piper": piper_voice}, "piper"), settings)

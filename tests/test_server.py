@@ -21,11 +21,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def assistant_texts(outputs: list[tuple]) -> list[str]:
     """The last chat message's text at each streamed update."""
-    return [content_text(history[-1]["content"]) for _, history, _ in outputs if history]
+    return [content_text(out[1][-1]["content"]) for out in outputs if out[1]]
 
 
 def test_chat_streams_a_growing_reply_through_gradio_client(app_url: str) -> None:
-    job = Client(app_url, verbose=False).submit("What is the capital of France?", [], api_name="/chat")
+    job = Client(app_url, verbose=False).submit(
+        "What is the capital of France?", [], "piper", 1.0, True, api_name="/chat"
+    )
     outputs = list(job)
     texts = [t for t in assistant_texts(outputs) if t]
     assert len(set(texts)) >= 3, "the reply should arrive in several growing updates"
@@ -40,7 +42,7 @@ def test_over_long_message_never_reaches_the_chat(app_url: str) -> None:
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]},
     ]
-    job = Client(app_url, verbose=False).submit("x" * 5000, history, api_name="/chat")
+    job = Client(app_url, verbose=False).submit("x" * 5000, history, "piper", 1.0, True, api_name="/chat")
     final = job.result()
     assert len(final[1]) == 2  # nothing added: no reply was generated
 

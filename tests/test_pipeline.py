@@ -1,0 +1,158 @@
+"""One spoken reply: text and audio stream together, synthesis overlaps generation, Stop stops it all."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import threading
+import time
+
+import httpx
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+from conftest import SilentVoice
+from gradio_client import Client
+from support import generation_threads, wait_until
+
+from speakstream.audio import wav_duration
+from speakstream.chunker import TextChunker, rules_from_settings
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings
+from speakstream.speech_text import SpeechCleaner
+from speakstream.ui import respond
+from speakstream.voices import VoiceSet
+
+pytestmark = pytest.mark.slow
+
+SKY = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
+STORY = [{"role": "user", "content": "Tell me a short story about a robot who learns to paint."}]
+
+
+def run(pipeline: ReplyPipeline, messages, **options):
+    started = time.perf_counter()
+    updates = list(pipeline.reply(messages, threading.Event(), pipeline.options(**options)))
+    return updates, time.perf_counter() - started
+
+
+def test_audio_arrives_before_the_text_is_finished(pipeline: ReplyPipeline, piper_voice) -> None:
+    updates, _ = run(pipeline, SKY)
+    final = updates[-1]
+    assert final.final and final.timeline.first_audio is not None
+    audio_at = [i for i, u in enumerate(updates) if u.audio is not None]
+    text_at = [i for i, u in enumerate(updates) if u.audio is None and not u.final]
+    assert len(audio_at) >= 2, "a multi-sentence reply is spoken in several segments"
+    assert audio_at[0] < text_at[-1], "the first segment must be heard while the text is still being written"
+    assert final.text.count(".") >= 2
+
+
+def test_segments_cover_the_whole_reply_at_one_rate(pipeline: ReplyPipeline, piper_voice, settings: Settings) -> None:
+    updates, _ = run(pipeline, SKY)
+    segments = [u.audio for u in updates if u.audio is not None]
+    assert all(s.dtype == np.int16 and s.ndim == 1 for s in segments)
+    streamed = sum(s.size for s in segments) / pipeline.sample_rate
+    chunker, cleaner = TextChunker(rules_from_settings(settings)), SpeechCleaner()
+    chunks = [cleaner.clean(c) for c in chunker.feed(updates[-1].text) + chunker.flush()]
+    expected = sum(piper_voice.synthesize(c).size for c in chunks if c) / piper_voice.sample_rate
+    assert streamed == pytest.approx(expected, rel=0.15)
+    assert updates[-1].timeline.audio_seconds == pytest.approx(streamed)
+
+
+def test_synthesis_overlaps_generation(model, settings: Settings) -> None:
+    """With a voice about as slow as the model, the reply takes far less than writing plus speaking."""
+    voice = SilentVoice(delay=0.012)
+    pipeline = ReplyPipeline(model, VoiceSet({"silent": voice}, "silent"), settings)
+    _, text_seconds = run(pipeline, STORY, speak=False)
+    spoken, total = run(pipeline, STORY)
+    synth_seconds = spoken[-1].timeline.synthesis_seconds
+    assert synth_seconds > 0.5 * text_seconds, "the test voice must be slow enough to matter"
+    assert total < 0.8 * (text_seconds + synth_seconds)
+
+
+def test_text_only_yields_no_audio(pipeline: ReplyPipeline) -> None:
+    updates, _ = run(pipeline, SKY, speak=False)
+    assert all(u.audio is None for u in updates)
+    assert updates[-1].text
+
+
+def test_stop_mid_reply_ends_generation_and_synthesis(pipeline: ReplyPipeline) -> None:
+    baseline = threading.active_count()
+    stop = threading.Event()
+    updates = pipeline.reply(STORY, stop, pipeline.options())
+    for update in updates:
+        if update.audio is not None:
+            break
+    stop.set()
+    stopped_at = time.perf_counter()
+    rest = list(updates)
+    assert time.perf_counter() - stopped_at < 1.5
+    assert sum(u.audio is not None for u in rest) <= 1, "queued synthesis is dropped"
+    assert wait_until(lambda: not generation_threads(), timeout=2.0)
+    assert wait_until(lambda: threading.active_count() <= baseline, timeout=2.0)
+
+
+def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
+    """What a closed tab does: Gradio closes the generator at its next yield."""
+    updates = pipeline.reply(STORY, threading.Event(), pipeline.options())
+    next(updates)
+    updates.close()
+    assert wait_until(lambda: not generation_threads(), timeout=2.0)
+
+
+def test_a_failing_voice_leaves_the_text_going(model, settings: Settings) -> None:
+    class BrokenVoice(SilentVoice):
+        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+            raise RuntimeError("voice exploded")
+
+    pipeline = ReplyPipeline(model, VoiceSet({"silent": BrokenVoice()}, "silent"), settings)
+    updates, _ = run(pipeline, SKY)
+    assert updates[-1].final and "blue" in updates[-1].text.lower()
+    assert all(u.audio is None for u in updates)
+
+
+def test_respond_streams_valid_wav_segments_and_a_replay(pipeline: ReplyPipeline, settings: Settings) -> None:
+    outputs = list(respond(pipeline, settings, "Explain in three sentences why the sky is blue.", []))
+    audio = [out[2] for out in outputs if isinstance(out[2], bytes)]
+    rates = {soundfile.info(io.BytesIO(a)).samplerate for a in audio}
+    assert rates == {pipeline.sample_rate}
+    assert all(soundfile.info(io.BytesIO(a)).subtype == "PCM_16" for a in audio)
+    speech = [a for a in audio if wav_duration(a) > 0.2]
+    replay_rate, replay = outputs[-1][3]
+    assert replay_rate == pipeline.sample_rate
+    assert replay.size / replay_rate == pytest.approx(sum(wav_duration(a) for a in speech), abs=0.01)
+    assert "first audio" in outputs[-1][4]
+
+
+def test_a_new_message_supersedes_the_running_reply(pipeline: ReplyPipeline, settings: Settings) -> None:
+    session: dict = {}
+    old = respond(pipeline, settings, "Tell me a long story about a dragon.", [], session=session)
+    next(old), next(old)
+    new = list(respond(pipeline, settings, "What is the capital of France?", [], session=session))
+    assert "Paris" in new[-1][1][-1]["content"]
+    assert list(old) == [], "the old reply stops writing into the chat"
+
+
+def test_served_stream_decodes_to_the_spoken_length(app_url: str) -> None:
+    client = Client(app_url, verbose=False, download_files=False)
+    job = client.submit("Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat")
+    outputs = list(job)
+    final = job.outputs()[-1]
+    stream = next(out[2] for out in outputs if isinstance(out[2], dict) and out[2].get("url"))
+    playlist = httpx.get(stream["url"], timeout=30)
+    assert playlist.status_code == 200 and "#EXTINF" in playlist.text
+    aac = httpx.get(stream["url"].replace("playlist.m3u8", "playlist-file"), timeout=60)
+    assert aac.status_code == 200
+    decoded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", "22050", "-"],
+        input=aac.content,
+        capture_output=True,
+        check=True,
+    ).stdout
+    streamed_seconds = len(decoded) / 2 / 22050
+    replay = httpx.get(final[3]["url"], timeout=30)
+    replay_seconds = wav_duration(replay.content)
+    segments = sum(1 for out in outputs if isinstance(out[2], dict) and out[2].get("url")) or 1
+    assert replay_seconds > 2
+    # The stream carries the speech plus a 0.1 s tail after each segment, and AAC's priming frames.
+    assert replay_seconds - 0.3 < streamed_seconds < replay_seconds + 0.15 * segments + 1.0
