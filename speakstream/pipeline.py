@@ -54,6 +54,7 @@ class Timeline:
     synthesis_seconds: float = 0.0
     # (seconds since start when a segment was handed out, its duration in seconds)
     segments: list[tuple[float, float]] = field(default_factory=list)
+    voice: str = ""
 
     def now(self) -> float:
         return time.perf_counter() - self.started
@@ -100,7 +101,8 @@ class Timeline:
         return (
             f"first token {ms(self.first_token)} · first audio {ms(self.first_audio)} · "
             f"{'-' if tps is None else f'{tps:.1f}'} tokens/s · "
-            f"real-time factor {'-' if rtf is None else f'{rtf:.2f}'}"
+            f"audio {self.audio_seconds:.1f} s · real-time factor {'-' if rtf is None else f'{rtf:.2f}'} · "
+            f"voice {self.voice or 'none'}"
         )
 
 
@@ -151,7 +153,7 @@ class ReplyPipeline:
 
         Raises the model's error, if any, after stopping the other workers.
         """
-        timeline = Timeline()
+        timeline = Timeline(voice=options.voice.label if options.voice else "")
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
         prompt = self.prompt(messages, options.sampling)

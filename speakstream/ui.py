@@ -23,7 +23,7 @@ import gradio as gr
 import numpy as np
 
 from speakstream.audio import silence, wav_bytes
-from speakstream.conversation import InvalidMessage, clean_message, to_model_messages
+from speakstream.conversation import InvalidMessage, clean_message, for_display, to_model_messages
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 
@@ -68,7 +68,7 @@ def respond(
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
         return
     messages = [*to_model_messages(history, settings.system_prompt), {"role": "user", "content": text}]
-    history += [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+    history += [{"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
     yield "", history, gr.skip(), None, ""
     rate = pipeline.sample_rate
     drain = _drain(rate)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from speakstream.conversation import InvalidMessage, clean_message, content_text, to_model_messages, trim_to_context
+from speakstream.conversation import (
+    InvalidMessage,
+    clean_message,
+    content_text,
+    for_display,
+    to_model_messages,
+    trim_to_context,
+)
 
 
 def test_plain_message_passes_unchanged() -> None:
@@ -71,3 +78,11 @@ def test_trimming_drops_oldest_turns_and_keeps_system_and_newest() -> None:
 def test_trimming_never_drops_the_newest_message_even_if_too_long() -> None:
     messages = [{"role": "user", "content": "y" * 500}]
     assert trim_to_context(messages, lambda m: 10_000, budget=10) == messages
+
+
+def test_html_typed_by_a_user_is_shown_as_text_and_sent_as_typed() -> None:
+    typed = '<img src=x onerror="alert(1)"> & <script>alert(2)</script>'
+    shown = for_display(typed)
+    assert "<" not in shown and ">" not in shown
+    history = [{"role": "user", "content": shown}]
+    assert to_model_messages(history, "") == [{"role": "user", "content": typed}]

@@ -1,0 +1,135 @@
+"""A person using SpeakStream in Chromium: typing, reading, listening, stopping, clearing, choosing a voice."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+AUDIO = "#reply-audio audio"
+
+
+def last_reply(page) -> str:
+    bot = page.locator("#chat .bot")
+    return bot.last.inner_text() if bot.count() else ""
+
+
+def send(page, text: str) -> None:
+    box = page.get_by_label("Message", exact=True)
+    box.fill(text)
+    box.press("Enter")
+
+
+def wait_for_stats(page, timeout: float = 90) -> str:
+    """The per-reply line appears when the reply is complete."""
+    page.wait_for_function(
+        "() => (document.querySelector('#stats')?.innerText || '').includes('first token')", timeout=timeout * 1000
+    )
+    return page.locator("#stats").inner_text()
+
+
+def audio_state(page) -> dict:
+    return page.evaluate(
+        f"() => {{ const a = document.querySelector('{AUDIO}'); "
+        "return a ? {time: a.currentTime, paused: a.paused, ended: a.ended} : null; }"
+    )
+
+
+def test_the_page_shows_its_labelled_controls(page) -> None:
+    assert page.get_by_label("Message", exact=True).is_visible()
+    for name in ("Send", "Stop", "Clear"):
+        assert page.get_by_role("button", name=name, exact=True).is_visible()
+    assert page.get_by_text("Spoken reply").is_visible()
+    assert "Joe (Piper, offline)" in page.locator("#status").inner_text()
+
+
+def test_enter_streams_the_reply_in_steps(page) -> None:
+    send(page, "Tell me a short story about a robot who learns to paint.")
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and "first token" not in page.locator("#stats").inner_text():
+        text = last_reply(page)
+        if text and (not seen or text != seen[-1]):
+            seen.append(text)
+        time.sleep(0.05)
+    assert len(seen) >= 4, f"the reply should grow in steps, saw {len(seen)}"
+    assert all(later.startswith(earlier[: len(earlier) // 2]) for earlier, later in itertools.pairwise(seen))
+    assert len(seen[-1]) > 40
+
+
+def test_the_reply_is_heard_for_about_its_spoken_length(page) -> None:
+    send(page, "Hi! How are you today?")
+    stats = wait_for_stats(page)
+    spoken = float(re.search(r"audio ([\d.]+) s", stats).group(1))
+    assert spoken > 1.0
+    page.wait_for_function(
+        f"() => {{ const a = document.querySelector('{AUDIO}'); return a && a.currentTime > 0.5; }}", timeout=30_000
+    )
+    deadline = time.monotonic() + spoken + 15
+    played = 0.0
+    while time.monotonic() < deadline:
+        state = audio_state(page)
+        played = max(played, state["time"])
+        if state["paused"] and played > 0.5:
+            break
+        time.sleep(0.2)
+    # Each segment is followed by 0.1 s of silence in the stream; AAC adds a little padding.
+    assert spoken - 0.5 < played < spoken * 1.3 + 1.0
+
+
+def test_stop_in_the_middle_stops_text_and_sound(page) -> None:
+    send(page, "Tell me a long story about a dragon and a knight.")
+    page.wait_for_function(
+        f"() => {{ const a = document.querySelector('{AUDIO}'); return a && a.currentTime > 0.3; }}", timeout=60_000
+    )
+    page.get_by_role("button", name="Stop", exact=True).click()
+    time.sleep(0.5)
+    text = last_reply(page)
+    before = audio_state(page)
+    time.sleep(2.0)
+    assert last_reply(page) == text, "no more text after Stop"
+    after = audio_state(page)
+    silent = after is None or after["paused"] or (before is not None and after["time"] - before["time"] < 0.1)
+    assert silent, f"no more sound after Stop: {before} -> {after}"
+
+
+def test_clear_empties_the_conversation(page) -> None:
+    send(page, "What is the capital of France?")
+    wait_for_stats(page)
+    assert page.locator("#chat .bot").count() == 1
+    page.locator("#clear").click()
+    page.wait_for_function("() => document.querySelectorAll('#chat .bot, #chat .user').length === 0", timeout=10_000)
+    assert page.locator("#stats").inner_text().strip() == ""
+
+
+def test_changing_the_voice_changes_the_voice_used(page) -> None:
+    page.get_by_text("Voice and replay").click()
+    voice = page.get_by_label("Voice", exact=True)
+    voice.click()
+    page.get_by_role("option", name="glow-tts (Coqui TTS)").click()
+    send(page, "Hi! How are you today?")
+    assert "voice glow-tts (Coqui TTS)" in wait_for_stats(page)
+    voice.click()
+    page.get_by_role("option", name="Joe (Piper, offline)").click()
+    page.locator("#clear").click()
+    send(page, "Hi! How are you today?")
+    assert "voice Joe (Piper, offline)" in wait_for_stats(page)
+
+
+def test_an_over_long_message_is_refused_with_a_clear_message(page) -> None:
+    send(page, "word " * 250)
+    page.get_by_text("the limit is 1,000").wait_for(timeout=10_000)
+    time.sleep(1.0)
+    assert page.locator("#chat .bot, #chat .user").count() == 0, "nothing was sent to the model"
+    assert page.get_by_label("Message", exact=True).input_value().startswith("word word")
+
+
+def test_html_in_a_message_is_shown_as_text_and_never_runs(page) -> None:
+    send(page, '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script> hello')
+    wait_for_stats(page)
+    assert page.evaluate("() => window.pwned") is None
+    assert "<img src=x" in page.locator("#chat .user").last.inner_text()
