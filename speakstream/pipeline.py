@@ -48,6 +48,7 @@ class Timeline:
     first_chunk: float | None = None
     first_audio: float | None = None
     last_audio: float | None = None
+    generated: float | None = None  # the model wrote its last token
     done: float | None = None
     tokens: int = 0
     audio_seconds: float = 0.0
@@ -65,9 +66,11 @@ class Timeline:
 
     @property
     def tokens_per_second(self) -> float | None:
-        if self.done is None or self.first_token is None or self.done <= self.first_token or self.tokens < 2:
+        """Decode speed after the first token, while the model was writing."""
+        end = self.generated
+        if end is None or self.first_token is None or end <= self.first_token or self.tokens < 2:
             return None
-        return (self.tokens - 1) / (self.done - self.first_token)
+        return (self.tokens - 1) / (end - self.first_token)
 
     @property
     def real_time_factor(self) -> float | None:
@@ -200,6 +203,8 @@ class ReplyPipeline:
                     assert isinstance(value, BaseException)
                     raise value
                 else:  # a worker finished
+                    if value == "text":
+                        timeline.mark("generated")
                     pending -= 1
         finally:
             stop.set()

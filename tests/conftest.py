@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from support import free_port
 
 from speakstream.model import LanguageModel, ModelSource, find_bundled_gguf
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.voices import PiperVoice, Voice, VoiceSet
+from speakstream.voices import PiperVoice, VoiceSet
 
 
 @pytest.fixture(scope="session")
@@ -47,24 +45,6 @@ def app_url(settings: Settings, pipeline: ReplyPipeline) -> Iterator[str]:
         yield f"http://127.0.0.1:{settings.port}/"
     finally:
         demo.close()
-
-
-class SilentVoice(Voice):
-    """A test voice: silence of a plausible length (60 ms a character), after ``delay`` seconds a character."""
-
-    key = "silent"
-    label = "Silent (tests)"
-    sample_rate = 22050
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__()
-        self.delay = delay
-        self.spoken: list[str] = []
-
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-        time.sleep(self.delay * len(text))
-        self.spoken.append(text)
-        return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
 
 
 @pytest.fixture(scope="session")

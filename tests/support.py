@@ -7,6 +7,10 @@ import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
+
+from speakstream.voices import Voice
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -26,3 +30,21 @@ def wait_until(condition: Callable[[], object], timeout: float = 5.0, interval: 
 
 def generation_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("speakstream-")]
+
+
+class SilentVoice(Voice):
+    """A test voice: silence of a plausible length (60 ms a character), after ``delay`` seconds a character."""
+
+    key = "silent"
+    label = "Silent (tests)"
+    sample_rate = 22050
+
+    def __init__(self, delay: float = 0.0) -> None:
+        super().__init__()
+        self.delay = delay
+        self.spoken: list[str] = []
+
+    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+        time.sleep(self.delay * len(text))
+        self.spoken.append(text)
+        return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)

@@ -12,9 +12,8 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import soundfile
-from conftest import SilentVoice
 from gradio_client import Client
-from support import generation_threads, wait_until
+from support import SilentVoice, generation_threads, wait_until
 
 from speakstream.audio import wav_duration
 from speakstream.chunker import TextChunker, rules_from_settings

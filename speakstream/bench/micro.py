@@ -1,11 +1,9 @@
-"""Benchmarks that print figures (never pass/fail): `python -m speakstream.bench --help`."""
+"""Micro-benchmarks: the chunker's cost per token, and each voice's speed."""
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
-from collections.abc import Callable, Sequence
 
 from speakstream.chunker import TextChunker, rules_from_settings
 from speakstream.settings import Settings
@@ -83,22 +81,3 @@ def bench_voices(settings: Settings, repeats: int = 5) -> None:
                     f"latency median {statistics.median(latencies) * 1000:5.0f} ms, "
                     f"real-time factor median {statistics.median(rtfs):.3f}"
                 )
-
-
-SECTIONS: dict[str, Callable[[Settings], None]] = {"chunker": bench_chunker, "voices": bench_voices}
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m speakstream.bench", description=__doc__)
-    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"one of {', '.join(SECTIONS)} (default: all)")
-    args = parser.parse_args(argv)
-    unknown = set(args.sections) - set(SECTIONS)
-    if unknown:
-        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
-    settings = Settings()
-    for name in args.sections or SECTIONS:
-        SECTIONS[name](settings)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,44 @@
+"""python -m speakstream.bench [SECTION ...]: print the figures; settings come from SPEAKSTREAM_* variables."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from speakstream.bench.micro import bench_chunker, bench_voices
+from speakstream.bench.replies import DEFAULT_PROMPTS, bench_replies
+from speakstream.server import configure_logging
+from speakstream.settings import load_settings
+
+SECTIONS = ("chunker", "voices", "replies", "browser")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m speakstream.bench", description=__doc__)
+    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
+    parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
+    args = parser.parse_args(argv)
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    settings = load_settings([])
+    configure_logging("WARNING")
+    for name in args.sections or SECTIONS:
+        print(f"\n== {name} ==")
+        if name == "chunker":
+            bench_chunker(settings)
+        elif name == "voices":
+            bench_voices(settings)
+        elif name == "replies":
+            bench_replies(settings, args.prompts, args.limit)
+        else:
+            from speakstream.bench.browser import bench_browser
+
+            bench_browser(settings, args.prompts, args.limit, args.runs)
+
+
+if __name__ == "__main__":
+    main()
