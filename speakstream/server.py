@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from speakstream.model import LanguageModel, ModelLoadError
+from speakstream.ffmpeg import ensure_ffmpeg
+from speakstream.model import LanguageModel, ModelLoadError, resolve_model_source
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings, load_settings
 from speakstream.ui import build_ui
@@ -29,10 +30,30 @@ def load_pipeline(settings: Settings) -> ReplyPipeline:
     return ReplyPipeline(model, load_voices(settings), settings)
 
 
+def download_models(settings: Settings) -> int:
+    """Fetch and cache every default model and voice, then return (for image builds and offline prep)."""
+    failures = 0
+    try:
+        source = resolve_model_source(settings.llm, bundled=lambda: None)
+        log.info("Language model ready: %s", source.origin)
+    except ModelLoadError as error:
+        log.error("%s", error)
+        failures += 1
+    voices = load_voices(settings)
+    for notice in voices.notices:
+        log.error("%s", notice)
+    failures += len(voices.voices) < 2
+    log.info("Voices ready: %s", ", ".join(voice.label for voice in voices.voices.values()) or "none")
+    return 1 if failures else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the app until interrupted; returns the process exit status."""
     settings = load_settings(argv)
     configure_logging(settings.log_level)
+    if settings.download_models:
+        return download_models(settings)
+    ensure_ffmpeg(settings.model_cache_dir / "bin")
     try:
         pipeline = load_pipeline(settings)
     except ModelLoadError as error:
@@ -40,7 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     demo = build_ui(pipeline, settings)
     try:
-        demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share)
+        demo.launch(
+            server_name=settings.host, server_port=settings.port, share=settings.share, prevent_thread_lock=True
+        )
     except OSError as error:
         log.error(
             "Could not serve on %s:%d (%s). Is another app using that port? Try --port %d.",
@@ -50,4 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.port + 1,
         )
         return 1
+    if settings.share and not demo.share_url:
+        log.warning("No public link could be created (no internet?); still serving on %s", demo.local_url)
+    demo.block_thread()  # until Ctrl+C
     return 0

@@ -85,6 +85,9 @@ class Settings:
     share: bool = _opt(False, "Ask Gradio for a temporary public link.", env="GRADIO_SHARE")
     concurrency_limit: int = _opt(2, "Replies generated at the same time (the rest wait in the queue).")
     queue_size: int = _opt(16, "Requests that may wait in the queue before users are told it is busy.")
+    download_models: bool = _opt(
+        False, "Download and cache every default model and voice, then exit (for image builds, offline prep)."
+    )
     log_level: str = _opt("INFO", "Logging level (DEBUG adds model source and per-reply timings).", env="LOG_LEVEL")
 
     @property

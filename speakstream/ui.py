@@ -108,6 +108,11 @@ def clear_chat() -> tuple[History, str, None, None, str]:
     return [], "", None, None, ""
 
 
+def toggle_stats(show: bool) -> dict[str, Any]:
+    """Show or hide the per-reply timing line."""
+    return gr.update(visible=show)
+
+
 def stop_playback() -> None:
     """Clear the streaming player after Stop (the page's script has already paused it)."""
     return None
@@ -124,8 +129,8 @@ def voice_status(pipeline: ReplyPipeline) -> str:
 def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
     """The whole page, wired to ``pipeline``; the caller launches it."""
     source = pipeline.model.source.origin if pipeline.model.source else "not loaded"
-    # Temporary audio files Gradio writes for players are deleted after an hour.
-    with gr.Blocks(title="SpeakStream", delete_cache=(600, 3600)) as demo:
+    # No usage analytics leave the server; temporary audio files are deleted after an hour.
+    with gr.Blocks(title="SpeakStream", delete_cache=(600, 3600), analytics_enabled=False) as demo:
         gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
         chatbot = gr.Chatbot(label="Conversation", height=420, sanitize_html=True, allow_tags=False, elem_id="chat")
         with gr.Row():
@@ -159,6 +164,7 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
                 )
                 speaking_rate = gr.Slider(0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate")
                 text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
+                show_stats = gr.Checkbox(value=True, label="Show reply timings")
             replay = gr.Audio(label="Whole reply (replay or download)", interactive=False, elem_id="replay")
         gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
 
@@ -171,6 +177,7 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
         submitted = message.submit(handler, api_name="chat", js=PASS_THROUGH_STOP_JS, **chat_io)
         clicked = send.click(handler, api_visibility="private", js=PASS_THROUGH_STOP_JS, **chat_io)
         replies = [submitted, clicked]
+        show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], api_visibility="private")
         stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, api_visibility="private")
         clear.click(
             clear_chat,

@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import free_port
 
 from speakstream.model import LanguageModel, ModelSource, find_bundled_gguf
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.voices import PiperVoice, VoiceSet
+
+from support import free_port
 
 
 @pytest.fixture(scope="session")

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
 
 import numpy as np
 
+from speakstream.bench.browser import free_port
 from speakstream.voices import Voice
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["SilentVoice", "free_port", "generation_threads", "wait_until"]
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.02) -> bool:

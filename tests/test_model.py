@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import snapshot_download
-from support import generation_threads, wait_until
 
 from speakstream.model import (
     HUB_PATTERNS,
@@ -21,6 +20,8 @@ from speakstream.model import (
     resolve_model_source,
 )
 from speakstream.settings import DEFAULT_LLM, Settings
+
+from support import generation_threads, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import soundfile
 from gradio_client import Client
-from support import SilentVoice, generation_threads, wait_until
 
 from speakstream.audio import wav_duration
 from speakstream.chunker import TextChunker, rules_from_settings
@@ -22,6 +21,8 @@ from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
 from speakstream.ui import respond
 from speakstream.voices import VoiceSet
+
+from support import SilentVoice, generation_threads, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client
-from support import free_port
 
 from speakstream.conversation import content_text
+
+from support import free_port
 
 pytestmark = pytest.mark.slow
 

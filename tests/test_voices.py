@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
 
 from speakstream.settings import DEFAULT_TTS_MODEL, Settings
 from speakstream.voices import CoquiVoice, PiperVoice, Voice, load_voices
+
+from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
 
 pytestmark = pytest.mark.slow
 

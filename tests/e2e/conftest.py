@@ -6,31 +6,18 @@ On a failing test, a screenshot and the page's console log land in test-artifact
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-from support import free_port
+
+from speakstream.bench.browser import CHROMIUM_ARGS, free_port, start_app, stop_app
+
 from tiny_coqui import install_tiny_glow_tts
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -45,34 +32,18 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`python app.py` on a free port, with the bundled model and two voices (Piper and a tiny glow-tts)."""
     tts_home = tmp_path_factory.mktemp("e2e_tts_home")
     install_tiny_glow_tts(tts_home)
-    port = free_port()
     log_path = tmp_path_factory.mktemp("e2e") / "app.log"
     env = {**os.environ, "TTS_HOME": str(tts_home), "SPEAKSTREAM_VOICE": "piper", "SPEAKSTREAM_SEED": "3"}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 240
+    port = free_port()
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"app.py exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not serve within 240 s:\n{log_path.read_text()}")
-            time.sleep(0.5)
-        yield url
+        with log_path.open("w") as log:
+            process = start_app(port, env, log)
+    except RuntimeError as error:
+        pytest.fail(f"{error}:\n{log_path.read_text()}")
+    try:
+        yield f"http://127.0.0.1:{port}/"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_app(process)
 
 
 @pytest.fixture(scope="session")

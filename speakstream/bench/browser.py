@@ -1,0 +1,161 @@
+"""What a person perceives, measured in headless Chromium against `python app.py`.
+
+For each prompt: Enter to the first chat text, Enter to the first audible audio (the audio
+element's clock starts moving), and playback gaps (the clock stands still before the
+reply's audio has all played). Needs Playwright and Debian's Chromium (the test extras).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from speakstream.bench.replies import load_prompts
+from speakstream.bench.report import median_p90, table
+from speakstream.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+# Polls every 10 ms in the page: when Enter was pressed, when the reply's first text showed,
+# when the audio clock first moved, and every stretch where the clock stood still mid-reply.
+PROBE_JS = """
+() => {
+  const m = window.__probe = {t0: null, text: null, audio: null, stalls: [], last: -1, still: null};
+  document.addEventListener('keydown', (e) => { if (e.key === 'Enter') m.t0 = performance.now(); }, true);
+  setInterval(() => {
+    if (m.t0 === null) return;
+    const now = performance.now();
+    const bots = document.querySelectorAll('#chat .bot');
+    if (m.text === null && bots.length && bots[bots.length - 1].innerText.trim()) m.text = now - m.t0;
+    const a = document.querySelector('#reply-audio audio');
+    if (!a || a.currentTime === 0) return;
+    if (m.audio === null) m.audio = now - m.t0;
+    if (a.currentTime !== m.last) {
+      if (m.still !== null && now - m.still > 150) m.stalls.push({at: m.last, ms: now - m.still});
+      m.last = a.currentTime; m.still = null;
+    } else if (m.still === null) { m.still = now; }
+  }, 10);
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_app(
+    port: int, env: dict[str, str], log: IO[str], args: Sequence[str] | None = None, timeout: float = 240
+) -> subprocess.Popen[bytes]:
+    """Start `python app.py` (by default with ``--port port``) and return once ``port`` serves its page."""
+    import httpx
+
+    args = ["--port", str(port)] if args is None else list(args)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with {process.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RuntimeError(f"app.py did not serve within {timeout:.0f} s")
+
+
+def stop_app(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _measure(page, url: str, prompt: str) -> dict:
+    page.goto(url)
+    box = page.get_by_label("Message", exact=True)
+    box.wait_for()
+    page.evaluate(PROBE_JS)
+    box.fill(prompt)
+    box.press("Enter")
+    page.wait_for_function(
+        "() => (document.querySelector('#stats')?.innerText || '').includes('first token')", timeout=180_000
+    )
+    spoken = float(re.search(r"audio ([\d.]+) s", page.locator("#stats").inner_text()).group(1))
+    # Let playback finish: the clock stops moving once everything has played.
+    deadline = time.monotonic() + spoken + 20
+    last = -1.0
+    while time.monotonic() < deadline:
+        now = page.evaluate("() => document.querySelector('#reply-audio audio')?.currentTime ?? 0")
+        if now == last and now > 0:
+            break
+        last = now
+        time.sleep(1.0)
+    probe = page.evaluate("() => window.__probe")
+    gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
+    return {"text": probe["text"], "audio": probe["audio"], "gaps": gaps, "spoken": spoken}
+
+
+def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, runs: int) -> None:
+    from playwright.sync_api import sync_playwright
+
+    prompts = load_prompts(prompts_file)[:limit]
+    chromium = os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
+    port = free_port()
+    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "speakstream-bench-app.log"
+    with log_path.open("w") as log:
+        process = start_app(port, dict(os.environ), log)
+    url = f"http://127.0.0.1:{port}/"
+    results = []
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            for prompt in prompts:
+                for _ in range(runs):
+                    result = _measure(page, url, prompt)
+                    results.append(result)
+                    print(
+                        f"  {prompt[:40]:40s} first text {result['text'] or 0:6.0f} ms, first audible "
+                        f"{result['audio'] or 0:6.0f} ms, {len(result['gaps'])} gaps ({sum(result['gaps']):.2f} s), "
+                        f"{result['spoken']:.1f} s spoken"
+                    )
+            browser.close()
+    finally:
+        stop_app(process)
+    rows = [
+        [
+            "browser",
+            median_p90([r["text"] for r in results]),
+            median_p90([r["audio"] for r in results]),
+            str(sum(len(r["gaps"]) for r in results)),
+            f"{sum(sum(r['gaps']) for r in results):.2f}",
+            str(len(results)),
+        ]
+    ]
+    print(table(["where", "Enter→text ms", "Enter→audible ms", "gaps", "gap s", "replies"], rows))
+    print(f"(app log: {log_path})")

@@ -1,0 +1,83 @@
+"""Running anywhere: the README as a Space card, host/port/share from the environment, ffmpeg from PyPI."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gradio
+import httpx
+import pytest
+import yaml
+
+from speakstream.bench.browser import start_app, stop_app
+from speakstream.ffmpeg import ensure_ffmpeg
+
+from support import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def front_matter() -> dict:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.match(r"^---\n(.*?)\n---\n", text, re.DOTALL)
+    assert match, "README.md must start with a Space card's front matter"
+    return yaml.safe_load(match.group(1))
+
+
+def test_readme_is_a_valid_space_card() -> None:
+    card = front_matter()
+    assert card["sdk"] == "gradio"
+    assert card["sdk_version"] == gradio.__version__, "the Space must run the Gradio the tests ran with"
+    assert (ROOT / card["app_file"]).is_file()
+    assert str(card["python_version"]) == f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert card["title"] and 0 < len(card["short_description"]) <= 60
+
+
+def test_space_packages_list_what_the_app_needs() -> None:
+    packages = (ROOT / "packages.txt").read_text().split()
+    assert {"espeak-ng", "ffmpeg"} <= set(packages)
+
+
+def test_requirements_pin_the_versions_the_tests_ran_with() -> None:
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert f"gradio=={gradio.__version__}" in requirements
+
+
+def test_ffmpeg_from_imageio_is_used_when_path_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    found = ensure_ffmpeg(tmp_path / "bin")
+    assert found == str(tmp_path / "bin" / "ffmpeg")
+    assert os.environ["PATH"].startswith(str(tmp_path / "bin"))
+    version = subprocess.run([found, "-version"], capture_output=True, text=True, check=True).stdout
+    assert version.startswith("ffmpeg version")
+
+
+def test_system_ffmpeg_is_preferred(tmp_path: Path) -> None:
+    assert ensure_ffmpeg(tmp_path / "bin") == __import__("shutil").which("ffmpeg")
+    assert not (tmp_path / "bin").exists()
+
+
+@pytest.mark.slow
+def test_host_and_port_from_the_environment_and_a_failed_share_keeps_serving(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), "GRADIO_SHARE": "1"}
+    log_path = tmp_path / "app.log"
+    with log_path.open("w") as log:
+        process = start_app(port, env, log, args=[])
+    try:
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            log_text = log_path.read_text()
+            if "Running on public URL" in log_text or "No public link could be created" in log_text:
+                break
+            time.sleep(0.5)
+        assert "Running on public URL" in log_text or f"still serving on http://127.0.0.1:{port}" in log_text
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        stop_app(process)
