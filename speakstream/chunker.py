@@ -8,7 +8,8 @@ The rules (all sizes configurable through :class:`ChunkRules`):
 - Sentence ends (``. ! ? …``, line breaks, CJK full stops) are preferred. Phrase breaks
   (``, ; :`` and dashes) are used when no sentence end fits, else the last word boundary.
 - The first chunk of a reply may end at its first phrase break once it has
-  ``first_min_chars`` characters, so speech starts early.
+  ``first_min_chars`` characters, and is at most ``first_max_chars`` long (then it ends at
+  a word boundary), so speech starts early; later chunks prefer whole sentences.
 - No boundary falls inside a number ("3.14", "$1,000", "5:30", "v2.0"), an abbreviation
   or initials ("Dr. Smith", "e.g. this", "U.S. Army", "J. R. R. Tolkien"), an ellipsis, a
   URL or an e-mail address; closing quotes and brackets stay with their sentence.
@@ -36,6 +37,7 @@ ABBREVIATIONS = frozenset(
     "sgt capt lt col rev ave blvd jan feb mar apr jun jul aug sep sept oct nov dec p.m a.m u.s u.k u.n ph.d".split()
 )
 _WORD_BEFORE = re.compile(r"(\S+)$")
+_MERIDIEM = re.compile(r"\s+[ap]\.?m\b\.?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -45,10 +47,11 @@ class ChunkRules:
     min_chars: int
     max_chars: int
     first_min_chars: int
+    first_max_chars: int
 
     def __post_init__(self) -> None:
-        if not 1 <= self.min_chars <= self.max_chars or self.first_min_chars < 1:
-            raise ValueError(f"chunk sizes must satisfy 1 <= min <= max and first >= 1, got {self}")
+        if not 1 <= self.min_chars <= self.first_max_chars <= self.max_chars or self.first_min_chars < 1:
+            raise ValueError(f"chunk sizes must satisfy 1 <= min <= first max <= max and first min >= 1, got {self}")
 
 
 def _is_abbreviation(word: str) -> bool:
@@ -105,12 +108,13 @@ class TextChunker:
         """Where to cut ``buf`` now, or None while more text could change the answer."""
         rules = self.rules
         first = self._emitted == 0
+        max_chars = rules.first_max_chars if first else rules.max_chars
         last_phrase: int | None = None
         last_word: int | None = None
         i = 0
         n = len(buf)
         while i < n:
-            if i > rules.max_chars:
+            if i > max_chars:
                 break
             kind, end = self._boundary_at(buf, i, final)
             if kind == "unknown":
@@ -119,7 +123,7 @@ class TextChunker:
                 i += 1
                 continue
             length = len(buf[:end].rstrip())
-            if length > rules.max_chars:
+            if length > max_chars:
                 break
             if kind == "sentence" and length >= rules.min_chars:
                 return end
@@ -135,18 +139,23 @@ class TextChunker:
             # Reached the end of the text without passing max_chars.
             if not final:
                 return None
-            if len(buf.rstrip()) <= rules.max_chars:
+            if len(buf.rstrip()) <= max_chars:
                 return n if buf.strip() else None
         if last_phrase is not None:
             return last_phrase
         if last_word is not None:
             return last_word
-        return self._after_long_word(buf, final)
+        return self._after_long_word(buf, final, max_chars)
 
-    def _after_long_word(self, buf: str, final: bool) -> int | None:
+    def _after_long_word(self, buf: str, final: bool, max_chars: int) -> int | None:
         """No boundary fits: cut at the first word boundary past max_chars (a word is never split)."""
         for match in re.finditer(r"\s", buf):
-            if match.start() > self.rules.max_chars and not self._protected_space(buf, match.start()):
+            if match.start() <= max_chars:
+                continue
+            protected = self._protected_space(buf, match.start(), final)
+            if protected is None:
+                return None
+            if not protected:
                 return match.start()
         return len(buf) if final else None
 
@@ -163,7 +172,10 @@ class TextChunker:
             end = self._skip(buf, i, NO_SPACE_SENTENCE_PUNCT + CLOSERS)
             return ("unknown", end) if end == n and not final else ("sentence", end)
         if ch.isspace():
-            if i > 0 and self._protected_space(buf, i):
+            protected = self._protected_space(buf, i, final) if i > 0 else False
+            if protected is None:
+                return "unknown", i
+            if protected:
                 return None, i
             if i + 2 >= n and not final:
                 return "unknown", i  # " - " may be arriving: a phrase break, not a word break
@@ -206,10 +218,21 @@ class TextChunker:
             return "sentence", end
         return "phrase", end
 
-    def _protected_space(self, buf: str, i: int) -> bool:
-        """A space right after an abbreviation or initial ("Dr. Smith") is not a place to cut."""
+    def _protected_space(self, buf: str, i: int, final: bool) -> bool | None:
+        """Whether the space at ``i`` must not be cut: after an abbreviation or initial ("Dr. Smith"),
+        or between a time and its "a.m."/"p.m.". None while the text that decides has not arrived.
+        """
         word = _WORD_BEFORE.search(buf[:i])
-        return bool(word) and word.group(1).endswith(".") and _is_abbreviation(word.group(1))
+        before = word.group(1) if word else ""
+        if before.endswith(".") and _is_abbreviation(before):
+            return True
+        if before[-1:].isdigit():
+            ahead = buf[i : i + 6]
+            if _MERIDIEM.match(ahead):
+                return True
+            if len(ahead) < 6 and not final:
+                return None
+        return False
 
     @staticmethod
     def _skip(buf: str, i: int, chars: str) -> int:
@@ -219,4 +242,9 @@ class TextChunker:
 
 
 def rules_from_settings(settings: Settings) -> ChunkRules:
-    return ChunkRules(settings.chunk_min_chars, settings.chunk_max_chars, settings.first_chunk_min_chars)
+    return ChunkRules(
+        settings.chunk_min_chars,
+        settings.chunk_max_chars,
+        settings.first_chunk_min_chars,
+        settings.first_chunk_max_chars,
+    )

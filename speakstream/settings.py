@@ -77,6 +77,9 @@ class Settings:
         1, "Threads for the Piper voice (onnxruntime). Coqui voices share torch's threads with the model."
     )
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
+    first_chunk_max_chars: int = _opt(
+        40, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
+    )
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
     # Serving

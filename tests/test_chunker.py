@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from speakstream.chunker import ChunkRules, TextChunker, rules_from_settings
 from speakstream.settings import Settings
 
-RULES = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12)
+RULES = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12, first_max_chars=100)
+FAST_START = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12, first_max_chars=40)
 PROTECTED = [
     "Dr. Smith",
     "Mr. Jones",
@@ -193,10 +194,34 @@ def test_reset_forgets_pending_text() -> None:
 
 
 def test_rules_come_from_settings() -> None:
-    rules = rules_from_settings(Settings(chunk_min_chars=5, chunk_max_chars=40, first_chunk_min_chars=8))
-    assert rules == ChunkRules(5, 40, 8)
+    settings = Settings(chunk_min_chars=5, chunk_max_chars=60, first_chunk_min_chars=8, first_chunk_max_chars=30)
+    assert rules_from_settings(settings) == ChunkRules(5, 60, 8, 30)
     with pytest.raises(ValueError, match="chunk sizes"):
-        ChunkRules(50, 40, 8)
+        ChunkRules(50, 40, 8, 40)
+    with pytest.raises(ValueError, match="chunk sizes"):
+        ChunkRules(10, 40, 8, 60)
+
+
+def test_a_long_first_sentence_starts_speech_after_a_few_words() -> None:
+    text = "The sky appears to be blue because of molecules that absorb and reflect light of all colours. It is."
+    chunks = chunk_all(text, rules=FAST_START)
+    assert chunks[0] == "The sky appears to be blue because of"
+    assert chunks[1] == "molecules that absorb and reflect light of all colours."
+
+
+def test_a_short_first_sentence_is_still_whole() -> None:
+    assert chunk_all("Paris is the capital. It is lovely in spring.", rules=FAST_START)[0] == "Paris is the capital."
+
+
+@settings(max_examples=300, deadline=None)
+@given(replies, st.lists(st.integers(min_value=0, max_value=12), max_size=60))
+def test_fast_start_keeps_every_rule(text: str, pieces: list[int]) -> None:
+    chunks = chunk_all(text, rules=FAST_START)
+    assert chunk_all(text, pieces, rules=FAST_START) == chunks
+    assert squash("".join(chunks)) == squash(text)
+    assert len(chunks[0]) <= FAST_START.first_max_chars or len(chunks) == 1 or " " not in chunks[0][-30:]
+    found = sum(chunk.count(item) for chunk in chunks for item in PROTECTED)
+    assert found == sum(text.count(item) for item in PROTECTED)
 
 
 arbitrary = st.text(alphabet=st.sampled_from(list("ab Z9.,!?;:-—…\n\"')$@/ыж。")), max_size=400)

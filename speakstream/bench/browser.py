@@ -117,6 +117,8 @@ def _measure(page, url: str, prompt: str) -> dict:
         time.sleep(1.0)
     probe = page.evaluate("() => window.__probe")
     gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
+    if os.environ.get("SPEAKSTREAM_BENCH_DEBUG"):
+        print("    stalls:", probe["stalls"])
     return {"text": probe["text"], "audio": probe["audio"], "gaps": gaps, "spoken": spoken}
 
 
