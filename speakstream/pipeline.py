@@ -35,6 +35,10 @@ from speakstream.voices import Voice, VoiceSet
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATE = 22050
+# _FIRST_AUDIO_PAUSE: the model pauses (half a second at most) while the consumer hands the
+# reply's first audio segment on. Gradio starts its ffmpeg encoder on the first segment and
+# waits 100 ms for a first frame; with the model busy on both cores it often missed that, the
+# browser got an empty playlist, and hls.js waited another second before trying again.
 # How long reply() waits for the next event before checking that its workers are alive.
 POLL_SECONDS = 0.5
 
@@ -157,13 +161,15 @@ class ReplyPipeline:
         Raises the model's error, if any, after stopping the other workers.
         """
         timeline = Timeline(voice=options.voice.label if options.voice else "")
+        # Held while the consumer hands the first audio segment on (see _FIRST_AUDIO_PAUSE).
+        pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
         prompt = self.prompt(messages, options.sampling)
         workers = [
             threading.Thread(
                 target=self._read_text,
-                args=(prompt, stop, options, timeline, events, chunks),
+                args=(prompt, stop, pause, options, timeline, events, chunks),
                 name="speakstream-text",
                 daemon=True,
             )
@@ -195,10 +201,14 @@ class ReplyPipeline:
                     yield ReplyUpdate(text, timeline)
                 elif kind == "audio":
                     assert isinstance(value, np.ndarray)
+                    first = timeline.first_audio is None
                     timeline.mark("first_audio")
                     timeline.last_audio = timeline.now()
                     timeline.segments.append((timeline.last_audio, value.size / self.sample_rate))
+                    if first and self.settings.pause_for_first_audio:
+                        pause.set()
                     yield ReplyUpdate(text, timeline, audio=value)
+                    pause.clear()
                 elif kind == "error":
                     assert isinstance(value, BaseException)
                     raise value
@@ -217,6 +227,7 @@ class ReplyPipeline:
         self,
         prompt: list[Message],
         stop: threading.Event,
+        pause: threading.Event,
         options: ReplyOptions,
         timeline: Timeline,
         events: queue.Queue[tuple[str, object]],
@@ -225,7 +236,7 @@ class ReplyPipeline:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
         chunker = TextChunker(rules_from_settings(self.settings))
         try:
-            for piece in self.model.stream_reply(prompt, stop, options.sampling):
+            for piece in self.model.stream_reply(prompt, stop, options.sampling, pause):
                 events.put(("text", piece))
                 for chunk in chunker.feed(piece):
                     timeline.mark("first_chunk")

@@ -80,6 +80,9 @@ class Settings:
     first_chunk_max_chars: int = _opt(
         40, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
     )
+    pause_for_first_audio: bool = _opt(
+        True, "Pause generation while the first audio segment is handed to the player (faster first sound)."
+    )
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
     # Serving

@@ -138,3 +138,23 @@ def test_unreachable_hub_without_bundle_says_how_to_fix(tmp_path: Path) -> None:
 def test_missing_local_path_is_a_clear_error() -> None:
     with pytest.raises(ModelLoadError, match="No model at"):
         resolve_model_source("./no/such/model.gguf")
+
+
+def test_pause_holds_generation_but_never_for_long(model: LanguageModel, settings: Settings) -> None:
+    stop, pause = threading.Event(), threading.Event()
+    story = [{"role": "user", "content": "Tell me a long story about a robot."}]
+    stream = model.stream_reply(story, stop, sampling(settings, max_new_tokens=300), pause)
+    next(stream)
+    pause.set()
+    started = time.perf_counter()
+    next(stream), next(stream)
+    held = time.perf_counter() - started
+    pause.clear()
+    started = time.perf_counter()
+    next(stream), next(stream)
+    free = time.perf_counter() - started
+    stop.set()
+    list(stream)
+    assert held > 0.4, "tokens wait while paused"
+    assert held < 3.0, "a pause is bounded, even if nobody clears it"
+    assert free < held
