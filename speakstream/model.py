@@ -236,7 +236,10 @@ class LanguageModel:
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Prompt length of a conversation under the chat template, for trimming history."""
-        return len(self._tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True))
+        encoded = self._tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return len(encoded["input_ids"])
 
     def stream_reply(
         self,
@@ -292,6 +295,7 @@ class LanguageModel:
                 if piece:
                     yield piece
             finished = True
+            thread.join(timeout=1.0)  # it is returning from generate(); don't leave it for exit
         finally:
             if not finished:  # a consumer that leaves early (closed tab) must stop the computation too
                 stop.set()

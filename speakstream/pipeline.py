@@ -26,6 +26,7 @@ import numpy as np
 
 from speakstream.audio import resample, with_fades
 from speakstream.chunker import TextChunker, rules_from_settings
+from speakstream.content_filter import ContentFilter
 from speakstream.conversation import Message, trim_to_context
 from speakstream.model import LanguageModel, Sampling
 from speakstream.settings import Settings
@@ -139,6 +140,7 @@ class ReplyPipeline:
         self.model = model
         self.voices = voices
         self.settings = settings
+        self.content_filter = ContentFilter.from_setting(settings.blocked_words)
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
 
@@ -198,7 +200,7 @@ class ReplyPipeline:
                 if kind == "text":
                     timeline.mark("first_token")
                     text += str(value)
-                    yield ReplyUpdate(text, timeline)
+                    yield ReplyUpdate(self.content_filter.mask(text), timeline)
                 elif kind == "audio":
                     assert isinstance(value, np.ndarray)
                     first = timeline.first_audio is None
@@ -207,7 +209,7 @@ class ReplyPipeline:
                     timeline.segments.append((timeline.last_audio, value.size / self.sample_rate))
                     if first and self.settings.pause_for_first_audio:
                         pause.set()
-                    yield ReplyUpdate(text, timeline, audio=value)
+                    yield ReplyUpdate(self.content_filter.mask(text), timeline, audio=value)
                     pause.clear()
                 elif kind == "error":
                     assert isinstance(value, BaseException)
@@ -221,7 +223,7 @@ class ReplyPipeline:
         timeline.mark("done")
         timeline.tokens = self.model.text_tokens(text)
         log.debug("Reply timeline: %s", timeline.summary())
-        yield ReplyUpdate(text, timeline, final=True)
+        yield ReplyUpdate(self.content_filter.mask(text), timeline, final=True)
 
     def _read_text(
         self,
@@ -267,7 +269,7 @@ class ReplyPipeline:
             while (chunk := chunks.get()) is not None:
                 if stop.is_set():
                     continue  # drain without speaking: the reply was stopped
-                spoken = cleaner.clean(chunk)
+                spoken = cleaner.clean(self.content_filter.mask(chunk))
                 if not spoken:
                     continue
                 started = time.perf_counter()

@@ -85,6 +85,11 @@ class Settings:
     )
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
+    rate_limit: int = _opt(10, "Messages one browser session may send per rate window (0: no limit).")
+    rate_window: float = _opt(60.0, "The rate limit's window, in seconds.")
+    blocked_words: str = _opt(
+        "", "Comma-separated words refused in messages and masked in replies (empty: no filtering)."
+    )
     # Serving
     host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 inside a container).", env="GRADIO_SERVER_NAME")
     port: int = _opt(7860, "Port to listen on.", env="GRADIO_SERVER_PORT")

@@ -24,6 +24,7 @@ import numpy as np
 
 from speakstream.audio import silence, wav_bytes
 from speakstream.conversation import InvalidMessage, clean_message, for_display, to_model_messages
+from speakstream.limits import RateLimiter
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 
@@ -51,18 +52,24 @@ def respond(
     voice: str | None = None,
     speaking_rate: float | None = None,
     text_only: bool = False,
-    session: dict[str, threading.Event] | None = None,
+    session: dict[str, Any] | None = None,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
     A message that cannot be sent stays in the box and the user sees why. A new message
-    stops the reply still running in the same session (``session`` holds its stop event).
-    An error while generating ends this reply with a note in the chat and leaves the app
-    serving others.
+    stops the reply still running in the same session (``session`` holds its stop event
+    and its rate limiter). An error while generating ends this reply with a note in the
+    chat and leaves the app serving others.
     """
     history = list(history or [])
+    session = {} if session is None else session
     try:
         text = clean_message(message or "", settings.max_input_chars)
+        if pipeline.content_filter.blocks(text):
+            raise InvalidMessage("Your message contains words this app does not accept. Please rephrase it.")
+        limiter = session.setdefault("limiter", RateLimiter(settings.rate_limit, settings.rate_window))
+        if wait := limiter.check():
+            raise InvalidMessage(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.")
     except InvalidMessage as problem:
         gr.Warning(str(problem))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
@@ -75,7 +82,6 @@ def respond(
     tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
     spoken: list[np.ndarray] = []
     stop = threading.Event()
-    session = {} if session is None else session
     if previous := session.get("stop"):
         previous.set()
     session["stop"] = stop

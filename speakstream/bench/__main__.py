@@ -12,16 +12,23 @@ from speakstream.server import configure_logging
 from speakstream.settings import load_settings
 
 SECTIONS = ("chunker", "voices", "replies", "browser")
+LONG_SECTIONS = ("soak",)  # run only when named
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m speakstream.bench", description=__doc__)
-    parser.add_argument("sections", nargs="*", metavar="SECTION", help=f"any of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument(
+        "sections",
+        nargs="*",
+        metavar="SECTION",
+        help=f"any of {', '.join(SECTIONS + LONG_SECTIONS)} (default: {', '.join(SECTIONS)})",
+    )
+    parser.add_argument("--replies", type=int, default=300, help="soak: how many replies")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
     args = parser.parse_args(argv)
-    unknown = set(args.sections) - set(SECTIONS)
+    unknown = set(args.sections) - set(SECTIONS + LONG_SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     settings = load_settings([])
@@ -34,6 +41,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_voices(settings)
         elif name == "replies":
             bench_replies(settings, args.prompts, args.limit)
+        elif name == "soak":
+            from speakstream.bench.soak import bench_soak
+
+            bench_soak(args.replies)
         else:
             from speakstream.bench.browser import bench_browser
 
