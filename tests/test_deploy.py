@@ -81,3 +81,16 @@ def test_host_and_port_from_the_environment_and_a_failed_share_keeps_serving(tmp
         assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
     finally:
         stop_app(process)
+
+
+@pytest.mark.slow
+def test_download_models_reports_what_it_could_not_fetch(tmp_path: Path) -> None:
+    """Offline (forced here), --download-models says which model failed and exits non-zero."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TTS_HOME": str(tmp_path / "tts")}
+    result = subprocess.run(
+        [sys.executable, "app.py", "--download-models"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1
+    assert "Could not get 'HuggingFaceTB/SmolLM2-135M-Instruct' from the Hugging Face hub" in result.stderr
+    assert "glow-tts (Coqui TTS) is unavailable" in result.stderr
+    assert "Voices ready: Joe (Piper, offline)" in result.stderr
