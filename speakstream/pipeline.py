@@ -144,10 +144,16 @@ class ReplyPipeline:
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
 
-    def options(self, voice: str | None = None, speaking_rate: float | None = None, speak: bool = True) -> ReplyOptions:
-        """Options for one reply: the settings' sampling, the chosen (or default) voice."""
+    def options(
+        self,
+        voice: str | None = None,
+        speaking_rate: float | None = None,
+        speak: bool = True,
+        sampling: Sampling | None = None,
+    ) -> ReplyOptions:
+        """Options for one reply: sampling (default: the settings'), the chosen (or default) voice."""
         return ReplyOptions(
-            sampling=Sampling.from_settings(self.settings),
+            sampling=sampling or Sampling.from_settings(self.settings),
             voice=self.voices.get(voice) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
         )

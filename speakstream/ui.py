@@ -13,7 +13,9 @@ playlist always ends on a short segment and playback never stalls at a seam.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import html
 import logging
 import threading
 from collections.abc import Iterator
@@ -23,8 +25,9 @@ import gradio as gr
 import numpy as np
 
 from speakstream.audio import silence, wav_bytes
-from speakstream.conversation import InvalidMessage, clean_message, for_display, to_model_messages
+from speakstream.conversation import InvalidMessage, clean_message, content_text, for_display, to_model_messages
 from speakstream.limits import RateLimiter
+from speakstream.model import Sampling
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 
@@ -37,6 +40,12 @@ SEGMENT_TAIL_SECONDS = 0.1
 STOP_PLAYBACK_JS = "() => { document.querySelectorAll('audio').forEach((a) => a.pause()); }"
 # A new message silences the reply still playing; its inputs pass through unchanged.
 PASS_THROUGH_STOP_JS = "(...args) => { document.querySelectorAll('audio').forEach((a) => a.pause()); return args; }"
+EXAMPLE_PROMPTS = [
+    "What is the capital of France?",
+    "Explain in three sentences why the sky is blue.",
+    "Write a haiku about autumn.",
+    "Give me three tips for sleeping better, as a numbered list.",
+]
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
 
@@ -52,6 +61,11 @@ def respond(
     voice: str | None = None,
     speaking_rate: float | None = None,
     text_only: bool = False,
+    system_prompt: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: float | None = None,
+    repetition_penalty: float | None = None,
     session: dict[str, Any] | None = None,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
@@ -74,7 +88,8 @@ def respond(
         gr.Warning(str(problem))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
         return
-    messages = [*to_model_messages(history, settings.system_prompt), {"role": "user", "content": text}]
+    chosen = reply_settings(settings, system_prompt, temperature, top_p, max_new_tokens, repetition_penalty)
+    messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
     history += [{"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
     yield "", history, gr.skip(), None, ""
     rate = pipeline.sample_rate
@@ -85,7 +100,7 @@ def respond(
     if previous := session.get("stop"):
         previous.set()
     session["stop"] = stop
-    options = pipeline.options(voice, speaking_rate, speak=not text_only)
+    options = pipeline.options(voice, speaking_rate, speak=not text_only, sampling=Sampling.from_settings(chosen))
     try:
         for update in pipeline.reply(messages, stop, options):
             if session.get("stop") is not stop:
@@ -107,6 +122,46 @@ def respond(
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
     finally:
         stop.set()
+
+
+def reply_settings(
+    settings: Settings,
+    system_prompt: str | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    max_new_tokens: float | None = None,
+    repetition_penalty: float | None = None,
+) -> Settings:
+    """The server's settings with one user's choices, kept within safe ranges.
+
+    Anything an API caller sends is clamped; a reply can never be longer than the server's
+    own ``max_new_tokens``.
+    """
+    choices: dict[str, Any] = {}
+    if system_prompt is not None:
+        prompt = system_prompt.strip()
+        choices["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
+    if temperature is not None:
+        choices["temperature"] = min(max(float(temperature), 0.0), 2.0)
+    if top_p is not None:
+        choices["top_p"] = min(max(float(top_p), 0.05), 1.0)
+    if max_new_tokens is not None:
+        choices["max_new_tokens"] = min(max(int(max_new_tokens), 1), settings.max_new_tokens)
+    if repetition_penalty is not None:
+        choices["repetition_penalty"] = min(max(float(repetition_penalty), 1.0), 2.0)
+    return dataclasses.replace(settings, **choices)
+
+
+def last_turn_removed(history: History | None) -> tuple[str, History]:
+    """The last user message (as typed) and the history before it.
+
+    Retry sends that message again; Undo leaves it in the box to edit.
+    """
+    history = list(history or [])
+    for index in range(len(history) - 1, -1, -1):
+        if history[index].get("role") == "user":
+            return html.unescape(content_text(history[index].get("content"))), history[:index]
+    return "", history
 
 
 def clear_chat() -> tuple[History, str, None, None, str]:
@@ -150,7 +205,10 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
         with gr.Row():
             stop = gr.Button("Stop", variant="stop", elem_id="stop")
+            retry = gr.Button("Retry", elem_id="retry")
+            undo = gr.Button("Undo", elem_id="undo")
             clear = gr.Button("Clear", elem_id="clear")
+        gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
         audio = gr.Audio(
             label="Spoken reply",
             streaming=True,
@@ -172,17 +230,56 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
                 text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
                 show_stats = gr.Checkbox(value=True, label="Show reply timings")
             replay = gr.Audio(label="Whole reply (replay or download)", interactive=False, elem_id="replay")
+        with gr.Accordion("Model settings", open=False):
+            system_prompt = gr.Textbox(
+                value=settings.system_prompt,
+                label="System prompt",
+                placeholder="Empty: the model's own default",
+                lines=2,
+                elem_id="system-prompt",
+            )
+            with gr.Row():
+                temperature = gr.Slider(0.0, 1.5, value=settings.temperature, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p")
+                max_new_tokens = gr.Slider(
+                    16, settings.max_new_tokens, value=settings.max_new_tokens, step=8, label="Max new tokens"
+                )
+                repetition_penalty = gr.Slider(
+                    1.0, 2.0, value=settings.repetition_penalty, step=0.05, label="Repetition penalty"
+                )
         gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
 
         session = gr.State({})
         handler = functools.partial(respond, pipeline, settings)
         chat_io: dict[str, Any] = {
-            "inputs": [message, chatbot, voice, speaking_rate, text_only, session],
+            "inputs": [
+                message,
+                chatbot,
+                voice,
+                speaking_rate,
+                text_only,
+                system_prompt,
+                temperature,
+                top_p,
+                max_new_tokens,
+                repetition_penalty,
+                session,
+            ],
             "outputs": [message, chatbot, audio, replay, stats],
         }
         submitted = message.submit(handler, api_name="chat", js=PASS_THROUGH_STOP_JS, **chat_io)
         clicked = send.click(handler, api_visibility="private", js=PASS_THROUGH_STOP_JS, **chat_io)
-        replies = [submitted, clicked]
+        retried = retry.click(
+            last_turn_removed,
+            inputs=[chatbot],
+            outputs=[message, chatbot],
+            js=STOP_PLAYBACK_JS,
+            api_visibility="private",
+        ).then(handler, api_visibility="private", **chat_io)
+        replies = [submitted, clicked, retried]
+        undo.click(
+            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], cancels=replies, api_visibility="private"
+        )
         show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], api_visibility="private")
         stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, api_visibility="private")
         clear.click(

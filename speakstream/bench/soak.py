@@ -41,10 +41,10 @@ def bench_soak(replies: int = 300, every: int = 25, max_minutes: float = 30) -> 
                     ]
                 )
                 print(f"  after {index} replies: {rows[-1][1]} MB resident, {rows[-1][2]} threads", flush=True)
-                client = Client(url, verbose=False)  # a new session every `every` replies
+                client = Client(url, verbose=False, download_files=False)  # a new session every `every` replies
             if index == replies or time.monotonic() - started > max_minutes * 60:
                 break
-            client.predict(QUESTIONS[index % len(QUESTIONS)], [], None, 1.0, False, api_name="/chat")
+            client.predict(QUESTIONS[index % len(QUESTIONS)], [], "piper", 1.0, False, api_name="/chat")
     finally:
         stop_app(process)
     print(table(["replies", "RSS MB", "threads", "seconds"], rows))

@@ -133,3 +133,24 @@ def test_html_in_a_message_is_shown_as_text_and_never_runs(page) -> None:
     wait_for_stats(page)
     assert page.evaluate("() => window.pwned") is None
     assert "<img src=x" in page.locator("#chat .user").last.inner_text()
+
+
+def test_retry_replaces_the_last_reply_and_undo_removes_it(page) -> None:
+    send(page, "Write a haiku about autumn.")
+    wait_for_stats(page)
+    page.evaluate("() => { document.querySelector('#stats').innerText = ''; }")
+    page.locator("#retry").click()
+    wait_for_stats(page)
+    assert page.locator("#chat .user").count() == 1 and page.locator("#chat .bot").count() == 1
+    page.locator("#undo").click()
+    page.wait_for_function("() => document.querySelectorAll('#chat .bot, #chat .user').length === 0", timeout=10_000)
+    assert page.get_by_label("Message", exact=True).input_value() == "Write a haiku about autumn."
+
+
+def test_the_system_prompt_box_is_labelled_and_takes_effect(page) -> None:
+    page.get_by_text("Model settings").click()
+    page.get_by_label("System prompt").fill("You are a pirate captain.")
+    send(page, "Who are you?")
+    wait_for_stats(page)
+    reply = last_reply(page).lower()
+    assert any(word in reply for word in ("pirate", "ship", "sea", "captain", "arr", "treasure", "sail")), reply

@@ -1,0 +1,71 @@
+"""The settings panel and chat tools: each choice changes what the next reply uses."""
+
+from __future__ import annotations
+
+import pytest
+
+from speakstream.conversation import content_text, for_display
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings
+from speakstream.ui import last_turn_removed, reply_settings, respond
+
+PIRATE_WORDS = ("pirate", "ship", "sea", "captain", "arr", "treasure", "sail")
+
+
+def reply_of(outputs: list) -> str:
+    return content_text(outputs[-1][1][-1]["content"])
+
+
+def test_user_choices_are_kept_within_safe_ranges() -> None:
+    server = Settings(max_new_tokens=256)
+    chosen = reply_settings(server, "  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5)
+    assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (2.0, 0.05, 256, 1.0)
+    assert chosen.system_prompt == ""
+    assert reply_settings(server, "Be <|im_start|>brief.").system_prompt == "Be brief."
+    assert reply_settings(server) == server
+
+
+def test_retry_and_undo_start_from_the_last_user_message() -> None:
+    history = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello!"},
+        {"role": "user", "content": for_display("Is 2 < 3?")},
+        {"role": "assistant", "content": "Yes."},
+    ]
+    assert last_turn_removed(history) == ("Is 2 < 3?", history[:2])
+    assert last_turn_removed(history[:2]) == ("Hi", [])
+    assert last_turn_removed([]) == ("", [])
+
+
+@pytest.mark.slow
+def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settings) -> None:
+    plain = reply_of(list(respond(pipeline, settings, "Who are you?", [], text_only=True))).lower()
+    pirate = reply_of(
+        list(respond(pipeline, settings, "Who are you?", [], text_only=True, system_prompt="You are a pirate captain."))
+    ).lower()
+    assert any(word in pirate for word in PIRATE_WORDS), pirate
+    assert not any(word in plain for word in PIRATE_WORDS), plain
+
+
+@pytest.mark.slow
+def test_max_new_tokens_is_respected(pipeline: ReplyPipeline, settings: Settings) -> None:
+    outputs = list(respond(pipeline, settings, "Tell me a long story.", [], text_only=True, max_new_tokens=8))
+    assert 0 < pipeline.model.text_tokens(reply_of(outputs)) <= 9
+
+
+@pytest.mark.slow
+def test_text_only_yields_no_audio_and_speech_does(pipeline: ReplyPipeline, settings: Settings) -> None:
+    quiet = list(respond(pipeline, settings, "Hi! How are you today?", [], text_only=True))
+    spoken = list(respond(pipeline, settings, "Hi! How are you today?", []))
+    assert not any(isinstance(out[2], bytes) for out in quiet)
+    assert any(isinstance(out[2], bytes) for out in spoken)
+
+
+@pytest.mark.slow
+def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, settings: Settings) -> None:
+    def seconds(rate: float) -> float:
+        outputs = list(respond(pipeline, settings, "Hi! How are you today?", [], speaking_rate=rate))
+        sample_rate, samples = outputs[-1][3]
+        return samples.size / sample_rate
+
+    assert seconds(0.7) > seconds(1.4) * 1.4
