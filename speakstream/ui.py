@@ -38,7 +38,7 @@ History = list[dict[str, Any]]
 ChatOutputs = tuple[Any, History, Any, Any, Any]
 SEGMENT_TAIL_SECONDS = 0.1
 STOP_PLAYBACK_JS = "() => { document.querySelectorAll('audio').forEach((a) => a.pause()); }"
-# A new message silences the reply still playing; its inputs pass through unchanged.
+# A new message silences the reply still playing; its inputs pass through unchanged
 PASS_THROUGH_STOP_JS = "(...args) => { document.querySelectorAll('audio').forEach((a) => a.pause()); return args; }"
 EXAMPLE_PROMPTS = [
     "What is the capital of France?",
@@ -273,7 +273,6 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
             last_turn_removed,
             inputs=[chatbot],
             outputs=[message, chatbot],
-            js=STOP_PLAYBACK_JS,
             api_visibility="private",
         ).then(handler, api_visibility="private", **chat_io)
         replies = [submitted, clicked, retried]

@@ -12,7 +12,7 @@ from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.voices import PiperVoice, VoiceSet
 
-from support import free_port
+from support import free_port, serve
 
 
 @pytest.fixture(scope="session")
@@ -38,14 +38,8 @@ def model(settings: Settings, bundled_gguf: Path) -> LanguageModel:
 @pytest.fixture(scope="session")
 def app_url(settings: Settings, pipeline: ReplyPipeline) -> Iterator[str]:
     """The real app (bundled SmolLM2, Piper voice), served in this process on a free port."""
-    from speakstream.ui import build_ui
-
-    demo = build_ui(pipeline, settings)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=settings.port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{settings.port}/"
-    finally:
-        demo.close()
+    with serve(pipeline, settings) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

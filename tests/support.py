@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
 from speakstream.bench.browser import free_port
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings
 from speakstream.voices import Voice
 
-__all__ = ["SilentVoice", "free_port", "generation_threads", "wait_until"]
+__all__ = ["SilentVoice", "free_port", "generation_threads", "serve", "wait_until"]
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.02) -> bool:
@@ -44,3 +47,16 @@ class SilentVoice(Voice):
         time.sleep(self.delay * len(text))
         self.spoken.append(text)
         return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
+
+
+@contextmanager
+def serve(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
+    """The app's page for ``pipeline``, served in this process on ``settings.port``; yields its URL."""
+    from speakstream.ui import build_ui
+
+    demo = build_ui(pipeline, settings)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=settings.port, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{settings.port}/"
+    finally:
+        demo.close()

@@ -24,7 +24,7 @@ from speakstream.settings import Settings
 from speakstream.ui import build_ui, respond
 from speakstream.voices import VoiceSet
 
-from support import SilentVoice, free_port, generation_threads, wait_until
+from support import SilentVoice, free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -47,25 +47,16 @@ def strict_app(model: LanguageModel, settings: Settings) -> Iterator[str]:
     strict = dataclasses.replace(
         settings, rate_limit=2, concurrency_limit=1, queue_size=1, blocked_words="darn", port=free_port()
     )
-    voice = SilentVoice()
-    demo = build_ui(ReplyPipeline(model, VoiceSet({"silent": voice}, "silent"), strict), strict)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=strict.port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{strict.port}/"
-    finally:
-        demo.close()
+    with serve(ReplyPipeline(model, VoiceSet({"silent": SilentVoice()}, "silent"), strict), strict) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def greedy_app(model: LanguageModel, piper_voice, settings: Settings) -> Iterator[str]:
     """The app with greedy decoding: replies do not depend on which thread sampled first."""
     greedy = dataclasses.replace(settings, temperature=0.0, port=free_port())
-    demo = build_ui(ReplyPipeline(model, VoiceSet({"piper": piper_voice}, "piper"), greedy), greedy)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=greedy.port, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{greedy.port}/"
-    finally:
-        demo.close()
+    with serve(ReplyPipeline(model, VoiceSet({"piper": piper_voice}, "piper"), greedy), greedy) as url:
+        yield url
 
 
 def test_concurrent_users_each_get_their_own_answer(greedy_app: str) -> None:

@@ -32,6 +32,16 @@ def wait_for_stats(page, timeout: float = 90) -> str:
     return page.locator("#stats").inner_text()
 
 
+def clear_and_wait(page) -> None:
+    """Click Clear and wait until the page is empty (a message sent before that would be cancelled too)."""
+    page.locator("#clear").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('#chat .bot, #chat .user').length === 0"
+        " && !(document.querySelector('#stats')?.innerText || '').trim()",
+        timeout=10_000,
+    )
+
+
 def audio_state(page) -> dict:
     return page.evaluate(
         f"() => {{ const a = document.querySelector('{AUDIO}'); "
@@ -101,8 +111,7 @@ def test_clear_empties_the_conversation(page) -> None:
     send(page, "What is the capital of France?")
     wait_for_stats(page)
     assert page.locator("#chat .bot").count() == 1
-    page.locator("#clear").click()
-    page.wait_for_function("() => document.querySelectorAll('#chat .bot, #chat .user').length === 0", timeout=10_000)
+    clear_and_wait(page)
     assert page.locator("#stats").inner_text().strip() == ""
 
 
@@ -115,7 +124,7 @@ def test_changing_the_voice_changes_the_voice_used(page) -> None:
     assert "voice glow-tts (Coqui TTS)" in wait_for_stats(page)
     voice.click()
     page.get_by_role("option", name="Joe (Piper, offline)").click()
-    page.locator("#clear").click()
+    clear_and_wait(page)
     send(page, "Hi! How are you today?")
     assert "voice Joe (Piper, offline)" in wait_for_stats(page)
 
@@ -138,10 +147,12 @@ def test_html_in_a_message_is_shown_as_text_and_never_runs(page) -> None:
 def test_retry_replaces_the_last_reply_and_undo_removes_it(page) -> None:
     send(page, "Write a haiku about autumn.")
     wait_for_stats(page)
-    page.evaluate("() => { document.querySelector('#stats').innerText = ''; }")
     page.locator("#retry").click()
+    # The retried reply starts by clearing the timing line, and ends by writing it again.
+    page.wait_for_function("() => !(document.querySelector('#stats')?.innerText || '').trim()", timeout=10_000)
     wait_for_stats(page)
     assert page.locator("#chat .user").count() == 1 and page.locator("#chat .bot").count() == 1
+    assert "Write a haiku about autumn." in page.locator("#chat .user").inner_text()
     page.locator("#undo").click()
     page.wait_for_function("() => document.querySelectorAll('#chat .bot, #chat .user').length === 0", timeout=10_000)
     assert page.get_by_label("Message", exact=True).input_value() == "Write a haiku about autumn."
