@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -58,7 +59,7 @@ def test_ffmpeg_from_imageio_is_used_when_path_has_none(tmp_path: Path, monkeypa
 
 
 def test_system_ffmpeg_is_preferred(tmp_path: Path) -> None:
-    assert ensure_ffmpeg(tmp_path / "bin") == __import__("shutil").which("ffmpeg")
+    assert ensure_ffmpeg(tmp_path / "bin") == shutil.which("ffmpeg")
     assert not (tmp_path / "bin").exists()
 
 

@@ -10,7 +10,6 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -185,4 +184,3 @@ def test_temporary_audio_files_are_cleaned_up(pipeline: ReplyPipeline, settings:
     demo = build_ui(pipeline, settings)
     assert demo.delete_cache is not None and demo.delete_cache[1] <= 3600
     assert demo.analytics_enabled is False
-    time.sleep(0)

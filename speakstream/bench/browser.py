@@ -57,6 +57,11 @@ PROBE_JS = """
 """
 
 
+def chromium_path() -> str:
+    """Debian's Chromium, or the browser named by SPEAKSTREAM_CHROMIUM."""
+    return os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -126,7 +131,7 @@ def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, run
     from playwright.sync_api import sync_playwright
 
     prompts = load_prompts(prompts_file)[:limit]
-    chromium = os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
+    chromium = chromium_path()
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "speakstream-bench-app.log"
     with log_path.open("w") as log:

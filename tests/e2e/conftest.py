@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from speakstream.bench.browser import CHROMIUM_ARGS, free_port, start_app, stop_app
+from speakstream.bench.browser import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
 
 from tiny_coqui import install_tiny_glow_tts
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = chromium_path()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
