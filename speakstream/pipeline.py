@@ -29,6 +29,7 @@ from speakstream.chunker import TextChunker, rules_from_settings
 from speakstream.content_filter import ContentFilter
 from speakstream.conversation import Message, trim_to_context
 from speakstream.model import LanguageModel, Sampling
+from speakstream.model_pool import ModelPool
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
 from speakstream.voices import Voice, VoiceSet
@@ -61,6 +62,7 @@ class Timeline:
     # (seconds since start when a segment was handed out, its duration in seconds)
     segments: list[tuple[float, float]] = field(default_factory=list)
     voice: str = ""
+    model: str = ""
 
     def now(self) -> float:
         return time.perf_counter() - self.started
@@ -110,14 +112,15 @@ class Timeline:
             f"first token {ms(self.first_token)} · first audio {ms(self.first_audio)} · "
             f"{'-' if tps is None else f'{tps:.1f}'} tokens/s · "
             f"audio {self.audio_seconds:.1f} s · real-time factor {'-' if rtf is None else f'{rtf:.2f}'} · "
-            f"voice {self.voice or 'none'}"
+            f"voice {self.voice or 'none'} · model {self.model}"
         )
 
 
 @dataclass(frozen=True)
 class ReplyOptions:
-    """What one reply uses: sampling, and which voice at what rate (``voice=None``: text only)."""
+    """What one reply uses: the model and its sampling, which voice at what rate (``voice=None``: text only)."""
 
+    model: LanguageModel
     sampling: Sampling
     voice: Voice | None
     speaking_rate: float = 1.0
@@ -137,7 +140,8 @@ class ReplyPipeline:
     """Shared by all sessions: it holds the loaded models and no per-user state."""
 
     def __init__(self, model: LanguageModel, voices: VoiceSet, settings: Settings) -> None:
-        self.model = model
+        self.model = model  # the start-up model: what a reply uses unless the user picks another
+        self.models = ModelPool(settings, model)
         self.voices = voices
         self.settings = settings
         self.content_filter = ContentFilter.from_setting(settings.blocked_words)
@@ -150,30 +154,32 @@ class ReplyPipeline:
         speaking_rate: float | None = None,
         speak: bool = True,
         sampling: Sampling | None = None,
+        model: LanguageModel | None = None,
     ) -> ReplyOptions:
-        """Options for one reply: sampling (default: the settings'), the chosen (or default) voice."""
+        """Options for one reply; each left out is the server's default."""
         return ReplyOptions(
+            model=model or self.model,
             sampling=sampling or Sampling.from_settings(self.settings),
             voice=self.voices.get(voice) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
         )
 
-    def prompt(self, messages: Sequence[Message], sampling: Sampling) -> list[Message]:
+    def prompt(self, messages: Sequence[Message], options: ReplyOptions) -> list[Message]:
         """The conversation trimmed (oldest turns first) so prompt plus reply fit the context."""
-        budget = self.model.context_length - sampling.max_new_tokens
-        return trim_to_context(list(messages), self.model.count_tokens, budget)
+        budget = options.model.context_length - options.sampling.max_new_tokens
+        return trim_to_context(list(messages), options.model.count_tokens, budget)
 
     def reply(self, messages: Sequence[Message], stop: threading.Event, options: ReplyOptions) -> Iterator[ReplyUpdate]:
         """Stream the reply: an update per piece of text and per audio segment, then a final one.
 
         Raises the model's error, if any, after stopping the other workers.
         """
-        timeline = Timeline(voice=options.voice.label if options.voice else "")
+        timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         # Held while the consumer hands the first audio segment on (see _FIRST_AUDIO_PAUSE).
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
-        prompt = self.prompt(messages, options.sampling)
+        prompt = self.prompt(messages, options)
         workers = [
             threading.Thread(
                 target=self._read_text,
@@ -227,7 +233,7 @@ class ReplyPipeline:
         finally:
             stop.set()
         timeline.mark("done")
-        timeline.tokens = self.model.text_tokens(text)
+        timeline.tokens = options.model.text_tokens(text)
         log.debug("Reply timeline: %s", timeline.summary())
         yield ReplyUpdate(self.content_filter.mask(text), timeline, final=True)
 
@@ -244,7 +250,7 @@ class ReplyPipeline:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
         chunker = TextChunker(rules_from_settings(self.settings))
         try:
-            for piece in self.model.stream_reply(prompt, stop, options.sampling, pause):
+            for piece in options.model.stream_reply(prompt, stop, options.sampling, pause):
                 events.put(("text", piece))
                 for chunk in chunker.feed(piece):
                     timeline.mark("first_chunk")

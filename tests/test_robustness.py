@@ -162,9 +162,10 @@ def test_long_conversations_are_trimmed_to_the_context(pipeline: ReplyPipeline, 
     turn = "Tell me more about the history of painting and its many schools. " * 20
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{i} {turn}"} for i in range(59)]
     messages.append({"role": "user", "content": "What is the capital of France?"})
-    sampling = pipeline.options().sampling
+    options = pipeline.options()
+    sampling = options.sampling
     assert pipeline.model.count_tokens(messages) > pipeline.model.context_length
-    prompt = pipeline.prompt(messages, sampling)
+    prompt = pipeline.prompt(messages, options)
     assert pipeline.model.count_tokens(prompt) <= pipeline.model.context_length - sampling.max_new_tokens
     assert prompt[-1] == messages[-1] and prompt[0] != messages[0]
 

@@ -60,8 +60,12 @@ def browser() -> Iterator:
 
 @pytest.fixture
 def page(browser, app_server: str, request: pytest.FixtureRequest) -> Iterator:
-    """A fresh tab on the app; keeps the console log and saves evidence when the test fails."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    """A fresh tab on the app; keeps the console log and saves evidence when the test fails.
+
+    A desktop-sized window unless a test asks for other browser-context options (indirect parametrize).
+    """
+    options = getattr(request, "param", None) or {"viewport": {"width": 1280, "height": 1000}}
+    context = browser.new_context(**options)
     page = context.new_page()
     console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))

@@ -11,6 +11,16 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 AUDIO = "#reply-audio audio"
+STORAGE_KEY = "speakstream"
+PHONE_IN_DARK_MODE = {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark", "is_mobile": True}
+# A line of Playwright's ARIA snapshot for an interactive element, and its accessible name if it has one
+CONTROL = re.compile(r'^\s*- (button|textbox|combobox|slider|spinbutton|checkbox|radio|link)(?: "([^"]+)")?')
+
+
+def luminance(css_color: str) -> float:
+    """Relative luminance (0 black .. 1 white) of a CSS rgb()/rgba() colour."""
+    red, green, blue = (int(part) / 255 for part in re.findall(r"[\d.]+", css_color)[:3])
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
 
 
 def last_reply(page) -> str:
@@ -49,12 +59,67 @@ def audio_state(page) -> dict:
     )
 
 
-def test_the_page_shows_its_labelled_controls(page) -> None:
-    assert page.get_by_label("Message", exact=True).is_visible()
-    for name in ("Send", "Stop", "Clear"):
+def open_settings(page) -> None:
+    for panel in ("Voice and replay", "Model settings"):
+        page.get_by_text(panel).click()
+
+
+def unnamed_controls(page) -> list[str]:
+    """Controls in the page's accessibility tree that a screen reader would announce without a name."""
+    tree = page.locator("body").aria_snapshot()
+    return [line.strip() for line in tree.splitlines() if (found := CONTROL.match(line)) and not found.group(2)]
+
+
+def test_every_control_has_a_name_a_screen_reader_reads(page) -> None:
+    for name in ("Send", "Stop", "Retry", "Undo"):
         assert page.get_by_role("button", name=name, exact=True).is_visible()
+    assert page.get_by_label("Message", exact=True).is_visible()
     assert page.get_by_text("Spoken reply").is_visible()
     assert "Joe (Piper, offline)" in page.locator("#status").inner_text()
+    open_settings(page)
+    for label in ("Voice", "Model", "System prompt", "Text only (no speech)"):
+        assert page.get_by_label(label, exact=True).is_visible()
+    send(page, "Hi! How are you today?")
+    wait_for_stats(page)  # the chat's and the players' own buttons are there now too
+    assert unnamed_controls(page) == []
+
+
+@pytest.mark.parametrize("page", [PHONE_IN_DARK_MODE], indirect=True)
+def test_the_page_works_in_dark_mode_on_a_phone(page) -> None:
+    assert "dark" in page.evaluate("() => document.body.className")
+    send(page, "What is the capital of France?")
+    wait_for_stats(page)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, "no sideways scrolling"
+    tools = [page.locator(f"#{name}").bounding_box() for name in ("stop", "retry", "undo", "clear")]
+    assert len({round(box["y"]) for box in tools}) == 1, "the chat tools fit on one line"
+    assert page.locator("#chat .bot").last.bounding_box()["x"] >= 0
+    background = luminance(page.evaluate("() => getComputedStyle(document.body).backgroundColor"))
+    reply_text = luminance(page.evaluate("() => getComputedStyle(document.querySelector('#chat .bot')).color"))
+    assert background < 0.1 < 0.6 < reply_text, (background, reply_text)
+
+
+def test_the_conversation_and_settings_survive_a_reload_until_clear(page) -> None:
+    page.get_by_text("Model settings").click()
+    page.get_by_label("System prompt").fill("You are a pirate captain.")
+    page.wait_for_function(f"() => localStorage.getItem('{STORAGE_KEY}')", timeout=10_000)
+    before = page.evaluate(f"() => localStorage.getItem('{STORAGE_KEY}')")
+    send(page, "Who are you?")
+    wait_for_stats(page)
+    reply = last_reply(page)
+    page.wait_for_function(f"(before) => localStorage.getItem('{STORAGE_KEY}') !== before", arg=before)
+    page.reload()
+    page.get_by_text("Who are you?").wait_for(timeout=10_000)
+    assert last_reply(page) == reply
+    page.get_by_text("Model settings").click()
+    assert page.get_by_label("System prompt").input_value() == "You are a pirate captain."
+    clear_and_wait(page)
+    page.wait_for_timeout(500)  # Clear's own update of the browser's storage
+    page.reload()
+    page.get_by_label("Message", exact=True).wait_for()
+    page.get_by_text("Model settings").click()
+    page.wait_for_timeout(1000)  # the page restores what was saved (nothing) right after loading
+    assert page.locator("#chat .bot, #chat .user").count() == 0
+    assert page.get_by_label("System prompt").input_value() == ""
 
 
 def test_enter_streams_the_reply_in_steps(page) -> None:
