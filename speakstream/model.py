@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speakstream.conversation import to_model_messages
+from speakstream.prompt_cache import PromptCache
 from speakstream.settings import Settings
+from speakstream.torch_threads import in_passing_thread
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,8 @@ HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 
 Message = dict[str, str]
 MAX_PAUSE_SECONDS = 0.5
+# Stands in for the newest message when finding where a prompt's repeated start ends.
+PROMPT_MARKER = "\u2063SPEAKSTREAM-NEWEST-MESSAGE\u2063"
 
 
 class ModelLoadError(RuntimeError):
@@ -151,6 +156,8 @@ class LanguageModel:
         self.settings = settings
         self.source: ModelSource | None = None
         self.load_seconds: float | None = None
+        self.weights = "float32"
+        self.prompt_cache = PromptCache(settings.prompt_cache_tokens) if settings.prompt_cache_tokens > 0 else None
         self._model: Any = None
         self._tokenizer: Any = None
 
@@ -168,7 +175,13 @@ class LanguageModel:
         return self._tokenizer
 
     def load(self, source: ModelSource | None = None) -> LanguageModel:
-        """Resolve and load the weights; raises :class:`ModelLoadError` with a fix on failure."""
+        """Resolve and load the weights; raises :class:`ModelLoadError` with a fix on failure.
+
+        The work runs on a thread of its own (see :mod:`speakstream.torch_threads`).
+        """
+        return in_passing_thread(lambda: self._load(source))
+
+    def _load(self, source: ModelSource | None) -> LanguageModel:
         import torch
 
         started = time.perf_counter()
@@ -185,17 +198,55 @@ class LanguageModel:
         self._model.eval()
         if gguf_file is not None:
             self._save_conversion(self.source)
+        self.weights = self._quantize(self.source)
+        self._warm_up()
         if not getattr(self._tokenizer, "chat_template", None):
             raise ModelLoadError(f"The model from {self.source.origin} has no chat template; use an Instruct model.")
         self.load_seconds = time.perf_counter() - started
         log.debug("Model files: %s", self.source.folder / (gguf_file or ""))
         log.info(
-            "Language model loaded from %s in %.1f s (%d threads)",
+            "Language model loaded from %s in %.1f s (%s weights, %d threads)",
             self.source.origin,
             self.load_seconds,
+            self.weights,
             self.settings.threads,
         )
         return self
+
+    def _warm_up(self) -> None:
+        """One token for a first greeting: the kernels are ready and the system turn is cached
+        before the first user arrives (about 150 ms at start-up)."""
+        greeting = [*to_model_messages([], self.settings.system_prompt), {"role": "user", "content": "Hello"}]
+        warm = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=1)
+        for _ in self.stream_reply(greeting, threading.Event(), warm):
+            pass
+
+    def _quantize(self, source: ModelSource) -> str:
+        """Shrink the weights as ``--weights`` says (after the float32 copy was cached); returns the kind used."""
+        from speakstream.quantize import WEIGHT_CHOICES, choose_weights, kernels_work, quantize
+
+        if self.settings.weights not in WEIGHT_CHOICES:
+            raise ModelLoadError(f"--weights must be one of {', '.join(WEIGHT_CHOICES)}, not {self.settings.weights!r}")
+        weights = choose_weights(self.settings.weights, self.settings.weights == "auto" and self._from_q4_1(source))
+        if weights == "float32" or not kernels_work(weights):
+            return "float32"
+        quantize(self._model, weights)
+        return weights
+
+    def _from_q4_1(self, source: ModelSource) -> bool:
+        """Whether the weights come from a Q4_1 GGUF; remembered beside its converted copy,
+        since reading the GGUF's table of tensors takes about 2 s."""
+        from speakstream.quantize import is_q4_1_gguf
+
+        if source.gguf_file is None:
+            return False
+        memo = self._conversion_dir(source) / "speakstream-q4_1.txt"
+        if memo.is_file():
+            return memo.read_text().strip() == "yes"
+        answer = is_q4_1_gguf(source.folder / source.gguf_file)
+        if memo.parent.is_dir():
+            memo.write_text("yes" if answer else "no")
+        return answer
 
     def _conversion_dir(self, source: ModelSource) -> Path:
         gguf = source.folder / str(source.gguf_file)
@@ -217,16 +268,12 @@ class LanguageModel:
         partial = target.with_name(target.name + ".partial")
         try:
             shutil.rmtree(partial, ignore_errors=True)
-            self.save(partial)
+            self._plain_copy().save_pretrained(partial)
+            self._tokenizer.save_pretrained(partial)
             partial.rename(target)
             log.info("Saved the converted model to %s for faster starts", target)
         except (OSError, ValueError) as error:
             log.warning("Could not cache the converted model in %s: %s", target, error)
-
-    def save(self, folder: Path) -> None:
-        """Write the loaded model and tokenizer as a plain transformers folder (loads without GGUF)."""
-        self._plain_copy().save_pretrained(folder)
-        self._tokenizer.save_pretrained(folder)
 
     def _plain_copy(self) -> Any:
         """The de-quantised model without its GGUF marker, which transformers refuses to save."""
@@ -248,12 +295,54 @@ class LanguageModel:
     def text_tokens(self, text: str) -> int:
         return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def perplexity(self, text: str) -> float:
+        """How surprised the model is by ``text`` (lower is better): the check that smaller
+        weights (``--weights``) keep the model's quality."""
+        import torch
+
+        ids = self._tokenizer(text, return_tensors="pt")["input_ids"][:, : self.context_length]
+        with torch.inference_mode():
+            loss = self._model(input_ids=ids, labels=ids).loss
+        return float(torch.exp(loss))
+
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Prompt length of a conversation under the chat template, for trimming history."""
         encoded = self._tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return len(encoded["input_ids"])
+
+    def _known_start(self, messages: Sequence[Message], ids: list[int]) -> int:
+        """How many tokens of the prompt ``ids`` come before the newest message: the part to cache.
+
+        The chat template is rendered with a marker in place of that message; the tokens the
+        prompt shares with the text before the marker are the start that later prompts repeat.
+        """
+        if self.prompt_cache is None:
+            return 0
+        probe = [*messages[:-1], {**messages[-1], "content": PROMPT_MARKER}]
+        text = self._tokenizer.apply_chat_template(probe, add_generation_prompt=True, tokenize=False)
+        head = self._tokenizer(text.split(PROMPT_MARKER)[0], add_special_tokens=False)["input_ids"]
+        shared = 0
+        for ours, theirs in zip(head, ids, strict=False):
+            if ours != theirs:
+                break
+            shared += 1
+        return min(shared, len(ids) - 1)  # generate() needs at least one token of its own
+
+    def _cache_of(self, start: list[int]) -> Any:
+        """A private key/value cache holding ``start`` (from the prompt cache, extended as needed)."""
+        if self.prompt_cache is None or not start:
+            return None
+        import torch
+        from transformers import DynamicCache
+
+        known, cache = self.prompt_cache.longest(start)
+        if known < len(start):
+            cache = cache if cache is not None else DynamicCache(config=self._model.config)
+            self._model(input_ids=torch.tensor([start[known:]]), cache=cache, use_cache=True, logits_to_keep=1)
+            self.prompt_cache.store(start, cache)
+        return cache
 
     def stream_reply(
         self,
@@ -276,6 +365,8 @@ class LanguageModel:
         inputs = self._tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
         )
+        ids = inputs["input_ids"][0].tolist()
+        known = self._known_start(messages, ids)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
         do_sample = sampling.temperature > 0
         kwargs: dict[str, Any] = {
@@ -296,7 +387,7 @@ class LanguageModel:
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 with torch.inference_mode():
-                    self._model.generate(**kwargs)
+                    self._model.generate(**kwargs, cache=self._cache_of(ids[:known]))
             except BaseException as error:  # noqa: BLE001 - handed to the consumer below
                 failure.append(error)
                 streamer.end()

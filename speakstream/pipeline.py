@@ -37,10 +37,6 @@ from speakstream.voices import Voice, VoiceSet
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATE = 22050
-# _FIRST_AUDIO_PAUSE: the model pauses (half a second at most) while the consumer hands the
-# reply's first audio segment on. Gradio starts its ffmpeg encoder on the first segment and
-# waits 100 ms for a first frame; with the model busy on both cores it often missed that, the
-# browser got an empty playlist, and hls.js waited another second before trying again.
 # How long reply() waits for the next event before checking that its workers are alive.
 POLL_SECONDS = 0.5
 
@@ -175,7 +171,12 @@ class ReplyPipeline:
         Raises the model's error, if any, after stopping the other workers.
         """
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
-        # Held while the consumer hands the first audio segment on (see _FIRST_AUDIO_PAUSE).
+        # The first sound is what a listener waits for, so until it is out the model pauses
+        # (half a second at most each time) while the voice speaks the first chunk, and again
+        # while the consumer hands that audio on: the voice then has a core to itself (first
+        # chunk synthesized in 70-100 ms instead of 90-190 ms), and Gradio's ffmpeg encoder,
+        # which starts on the first segment and waits 100 ms for a frame, does not miss it
+        # (a miss left the browser an empty playlist, and hls.js retried a second later).
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
@@ -192,7 +193,7 @@ class ReplyPipeline:
             workers.append(
                 threading.Thread(
                     target=self._speak,
-                    args=(options, stop, timeline, chunks, events),
+                    args=(options, stop, pause, timeline, chunks, events),
                     name="speakstream-voice",
                     daemon=True,
                 )
@@ -269,6 +270,7 @@ class ReplyPipeline:
         self,
         options: ReplyOptions,
         stop: threading.Event,
+        pause: threading.Event,
         timeline: Timeline,
         chunks: queue.Queue[str | None],
         events: queue.Queue[tuple[str, object]],
@@ -285,11 +287,15 @@ class ReplyPipeline:
                 if not spoken:
                     continue
                 started = time.perf_counter()
+                if timeline.first_audio is None and self.settings.pause_for_first_audio:
+                    pause.set()
                 try:
                     samples = voice.synthesize(spoken, options.speaking_rate)
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     continue
+                finally:
+                    pause.clear()
                 timeline.synthesis_seconds += time.perf_counter() - started
                 if samples.size == 0 or stop.is_set():
                     continue

@@ -55,12 +55,23 @@ def test_bundled_smollm2_answers_paris_in_several_pieces(model: LanguageModel, s
 
 
 def test_reply_follows_the_conversation_so_far(model: LanguageModel, settings: Settings) -> None:
+    """SmolLM2-135M recalls the name in about 60% of samples (float32 and int4 alike, measured
+    over 24 seeds), so: at least once in 8 seeds with the history, never without it."""
+    question = {"role": "user", "content": "What is my name? Answer with just my name."}
     chat = [
         {"role": "user", "content": "My name is Alice."},
         {"role": "assistant", "content": "Nice to meet you, Alice!"},
-        {"role": "user", "content": "What is my name?"},
+        question,
     ]
-    assert "Alice" in "".join(model.stream_reply(chat, threading.Event(), sampling(settings)))
+
+    def replies(messages: list[dict[str, str]]) -> list[str]:
+        return [
+            "".join(model.stream_reply(messages, threading.Event(), sampling(settings, seed=seed, max_new_tokens=16)))
+            for seed in range(8)
+        ]
+
+    assert any("Alice" in reply for reply in replies(chat))
+    assert not any("Alice" in reply for reply in replies([question]))
 
 
 def test_max_new_tokens_caps_the_reply(model: LanguageModel, settings: Settings) -> None:

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def model_folders(model: LanguageModel, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Three model folders (a, b, c) holding the real 135M model; b and c link to a's files."""
+def model_folders(model: LanguageModel, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Three model folders (a, b, c) holding the real 135M model: links to the converted copy
+    of the bundled GGUF that the first load saved."""
+    converted = settings.model_cache_dir / model._conversion_dir(model.source).name
     root = tmp_path_factory.mktemp("models")
-    first = root / "model-a"
-    model.save(first)
-    for name in ("model-b", "model-c"):
+    for name in ("model-a", "model-b", "model-c"):
         (root / name).mkdir()
-        for file in first.iterdir():
+        for file in converted.iterdir():
             (root / name / file.name).symlink_to(file)
     return [str(root / name) for name in ("model-a", "model-b", "model-c")]
 

@@ -11,7 +11,7 @@ from speakstream.bench.replies import DEFAULT_PROMPTS, bench_replies
 from speakstream.server import configure_logging
 from speakstream.settings import load_settings
 
-SECTIONS = ("chunker", "voices", "replies", "browser")
+SECTIONS = ("chunker", "voices", "speed", "replies", "browser")
 LONG_SECTIONS = ("soak",)  # run only when named
 
 
@@ -39,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_chunker(settings)
         elif name == "voices":
             bench_voices(settings)
+        elif name == "speed":
+            from speakstream.bench.speed import bench_speed
+
+            bench_speed(settings, args.prompts, args.limit)
         elif name == "replies":
             bench_replies(settings, args.prompts, args.limit)
         elif name == "soak":

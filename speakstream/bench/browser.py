@@ -69,7 +69,7 @@ def free_port() -> int:
 
 
 def start_app(
-    port: int, env: dict[str, str], log: IO[str], args: Sequence[str] | None = None, timeout: float = 240
+    port: int, env: dict[str, str], log: IO[str] | int, args: Sequence[str] | None = None, timeout: float = 240
 ) -> subprocess.Popen[bytes]:
     """Start `python app.py` (by default with ``--port port``) and return once ``port`` serves its page."""
     import httpx
@@ -87,7 +87,7 @@ def start_app(
                 return process
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.1)
     process.kill()
     raise RuntimeError(f"app.py did not serve within {timeout:.0f} s")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speakstream.torch_threads import in_passing_thread
 from speakstream.voices.base import Voice, VoiceLoadError
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,13 @@ class CoquiVoice(Voice):
         self._base_length_scale = 1.0
 
     def load(self) -> CoquiVoice:
-        """Load (downloading by name when not cached); raises :class:`VoiceLoadError` saying why not."""
+        """Load (downloading by name when not cached); raises :class:`VoiceLoadError` saying why not.
+
+        The work runs on a thread of its own (see :mod:`speakstream.torch_threads`).
+        """
+        return in_passing_thread(self._load)
+
+    def _load(self) -> CoquiVoice:
         try:
             from TTS.api import TTS
         except ImportError as error:

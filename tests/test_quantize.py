@@ -1,0 +1,83 @@
+"""Smaller weights: the bundled model's 4-bit layers are re-packed without losing anything,
+and the model answers as well as in float32."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from speakstream.model import LanguageModel, ModelSource, Sampling
+from speakstream.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
+from speakstream.settings import Settings
+
+REFERENCE = Path(__file__).resolve().parents[1] / "eval" / "reference.txt"
+
+
+def relative_error(layer: torch.nn.Module, linear: torch.nn.Linear) -> float:
+    x = torch.randn(4, linear.in_features)
+    with torch.no_grad():
+        expected = linear(x)
+        return float((layer(x) - expected).norm() / expected.norm())
+
+
+def q4_1_linear(rows: int = 64, columns: int = 128) -> torch.nn.Linear:
+    """A layer whose weights are what a Q4_1 GGUF de-quantises to: groups of 32 values q * d + m."""
+    levels = torch.randint(0, 16, (rows, columns // 32, 32)).float()
+    levels[..., 0], levels[..., 1] = 0, 15  # ggml's Q4_1 maps each block's minimum to 0, maximum to 15
+    scale, minimum = torch.rand(rows, columns // 32, 1) * 0.02, torch.randn(rows, columns // 32, 1) * 0.1
+    linear = torch.nn.Linear(columns, rows, bias=False)
+    linear.weight.data = (levels * scale + minimum).reshape(rows, columns)
+    return linear
+
+
+def test_int4_gives_back_q4_1_weights_and_only_rounds_arbitrary_ones() -> None:
+    torch.manual_seed(0)
+    assert kernels_work("int4")
+    assert relative_error(Int4Linear(exact := q4_1_linear()), exact) < 0.01  # bfloat16 rounding only
+    arbitrary = torch.nn.Linear(128, 64, bias=False)
+    assert relative_error(Int4Linear(arbitrary), arbitrary) > 0.03  # 16 levels cannot hold these
+
+
+def test_int8_rows_stay_within_a_percent() -> None:
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(128, 256, bias=False)
+    assert relative_error(Int8Linear(linear), linear) < 0.01
+
+
+def test_auto_means_int4_only_for_a_q4_1_source() -> None:
+    assert choose_weights("auto", True) == "int4"
+    assert choose_weights("auto", False) == "float32"
+    assert choose_weights("int8", False) == "int8" and choose_weights("float32", True) == "float32"
+
+
+def test_every_decoder_layer_and_the_head_are_swapped_and_the_model_still_runs() -> None:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+    )
+    model = LlamaForCausalLM(config).eval()
+    assert quantize(model, "int4") == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer; the head
+    assert isinstance(model.model.layers[1].mlp.down_proj, Int4Linear)
+    assert isinstance(model.get_output_embeddings(), Int8Linear)
+    logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, 96) and bool(torch.isfinite(logits).all())
+
+
+@pytest.mark.slow
+def test_the_bundled_model_in_int4_is_as_good_as_in_float32(
+    model: LanguageModel, settings: Settings, bundled_gguf: Path
+) -> None:
+    assert model.weights == "int4", "auto picks int4 for the bundled Q4_1 GGUF"
+    source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
+    full = LanguageModel(dataclasses.replace(settings, weights="float32")).load(source)
+    text = REFERENCE.read_text(encoding="utf-8")
+    assert model.perplexity(text) == pytest.approx(full.perplexity(text), rel=0.01)
+    greedy = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    answers = ["".join(m.stream_reply(france, threading.Event(), greedy)) for m in (model, full)]
+    assert answers[0] == answers[1] and "Paris" in answers[0]
