@@ -36,6 +36,9 @@ ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al approx dept est fig inc ltd co corp no vol gen gov "  # noqa: SIM905
     "sgt capt lt col rev ave blvd jan feb mar apr jun jul aug sep sept oct nov dec p.m a.m u.s u.k u.n ph.d".split()
 )
+# Of those, the ones that close what came before rather than bind to the next word ("Dr. Smith"):
+# a word break after them is fine ("at 10:45 p.m. | see the schedule").
+CLOSING_ABBREVIATIONS = frozenset({"a.m", "p.m", "etc"})
 _WORD_BEFORE = re.compile(r"(\S+)$")
 _MERIDIEM = re.compile(r"\s+[ap]\.?m\b\.?", re.IGNORECASE)
 
@@ -54,9 +57,14 @@ class ChunkRules:
             raise ValueError(f"chunk sizes must satisfy 1 <= min <= first max <= max and first min >= 1, got {self}")
 
 
+def _bare(word: str) -> str:
+    """A word without opening quotes or brackets and its final dots, lower-case: "(Dr." -> "dr"."""
+    return word.lstrip("\"'“‘([{*_").rstrip(".").lower()
+
+
 def _is_abbreviation(word: str) -> bool:
     """Whether ``word`` (ending in '.') is an abbreviation or an initial rather than a sentence end."""
-    bare = word.lstrip("\"'“‘([{*_").rstrip(".").lower()
+    bare = _bare(word)
     if bare in ABBREVIATIONS or (len(bare) == 1 and bare.isalpha()):
         return True
     # Dotted acronyms and initials glued together: "U.S", "J.R.R".
@@ -225,7 +233,7 @@ class TextChunker:
         word = _WORD_BEFORE.search(buf[:i])
         before = word.group(1) if word else ""
         if before.endswith(".") and _is_abbreviation(before):
-            return True
+            return _bare(before) not in CLOSING_ABBREVIATIONS
         if before[-1:].isdigit():
             ahead = buf[i : i + 6]
             if _MERIDIEM.match(ahead):

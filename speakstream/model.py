@@ -300,10 +300,12 @@ class LanguageModel:
         weights (``--weights``) keep the model's quality."""
         import torch
 
-        ids = self._tokenizer(text, return_tensors="pt")["input_ids"][:, : self.context_length]
-        with torch.inference_mode():
-            loss = self._model(input_ids=ids, labels=ids).loss
-        return float(torch.exp(loss))
+        def score() -> float:
+            ids = self._tokenizer(text, return_tensors="pt")["input_ids"][:, : self.context_length]
+            with torch.inference_mode():
+                return float(torch.exp(self._model(input_ids=ids, labels=ids).loss))
+
+        return in_passing_thread(score, name="speakstream-score")
 
     def count_tokens(self, messages: Sequence[Message]) -> int:
         """Prompt length of a conversation under the chat template, for trimming history."""

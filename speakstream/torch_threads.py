@@ -7,8 +7,9 @@ them to sleep, and waking them costs more than the small matrix products of toke
 decoding take: measured here, a 1536x576 float32 product took 138 us on a fresh thread and
 230 us on a thread started after the main thread had run a model load (SmolLM2 decoding:
 26 -> 16 tokens/s; with 4-bit weights 47 -> 21). Replies already generate on threads of
-their own; loading the models on a thread that then ends keeps the main thread (and the
-long-lived server threads) free of teams.
+their own; every other entry point that runs torch (loading a model, scoring text, Coqui
+synthesis) hands its work to a thread that then ends, so the main thread and the
+long-lived server threads never hold a team (tests/test_torch_threads.py checks it).
 """
 
 from __future__ import annotations

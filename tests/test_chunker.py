@@ -213,6 +213,14 @@ def test_a_short_first_sentence_is_still_whole() -> None:
     assert chunk_all("Paris is the capital. It is lovely in spring.", rules=FAST_START)[0] == "Paris is the capital."
 
 
+def test_a_time_of_day_closes_its_phrase_while_a_title_binds_to_the_name() -> None:
+    """Found by hypothesis: "p.m." had been bound to the next word like "Dr.", so a first chunk
+    could not end before the URL after it."""
+    assert chunk_all("the 10:45 p.m. https://example.com/a.b?c=d the", rules=FAST_START)[0] == "the 10:45 p.m."
+    title = chunk_all("Please call our old family doctor Dr. Richardson today, and tell him.", rules=FAST_START)
+    assert title[0] == "Please call our old family doctor"  # not "... Dr." (37 chars, within the 40)
+
+
 @settings(max_examples=300, deadline=None)
 @given(replies, st.lists(st.integers(min_value=0, max_value=12), max_size=60))
 def test_fast_start_keeps_every_rule(text: str, pieces: list[int]) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from speakstream.torch_threads import in_passing_thread
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_result_comes_back_from_another_thread_that_then_ends() -> None:
@@ -21,3 +26,28 @@ def test_an_error_is_raised_on_the_callers_thread() -> None:
 
     with pytest.raises(ValueError, match="no weights here"):
         in_passing_thread(fail)
+
+
+PROBE = """
+import os, threading, time
+from speakstream.model import LanguageModel, Sampling
+from speakstream.settings import Settings
+def tasks():
+    time.sleep(0.3)  # worker threads of ended threads take a moment to go
+    return len(os.listdir("/proc/self/task"))
+model = LanguageModel(Settings()).load()
+start = tasks()  # the tokenizer's and the hub client's threads are there now, and stay
+model.perplexity("The Moon takes about twenty-seven days to go around the Earth.")
+"".join(model.stream_reply([{"role": "user", "content": "Hi"}], threading.Event(), Sampling(0.2, 0.9, 1.15, 8)))
+print(start, tasks())
+"""
+
+
+@pytest.mark.slow
+def test_loading_and_using_the_model_leave_no_worker_threads_behind() -> None:
+    """A thread that runs torch keeps OpenMP workers while it lives; the main thread lives forever."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=300, cwd=ROOT, check=True
+    )
+    before, after = map(int, result.stdout.split()[-2:])
+    assert after <= before, result.stderr[-2000:]

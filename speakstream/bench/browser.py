@@ -128,23 +128,48 @@ def _measure(page, url: str, prompt: str) -> dict:
 
 
 def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, runs: int) -> None:
-    from playwright.sync_api import sync_playwright
+    """Enter -> first text and -> first audible sound in Chromium, with the old settings and today's.
+
+    Each configuration gets its own `python app.py`; each reply a new browser context, so
+    nothing a previous reply left in the browser's storage is restored into the chat.
+    """
+    from speakstream.bench.speed import BEFORE, settings_env
 
     prompts = load_prompts(prompts_file)[:limit]
-    chromium = chromium_path()
+    rows = []
+    for name, overrides in (("before", BEFORE), ("after", {})):
+        print(f"{name}: {overrides or 'defaults'}")
+        results = _browse(prompts, runs, settings_env(overrides))
+        rows.append(
+            [
+                name,
+                median_p90([r["text"] for r in results]),
+                median_p90([r["audio"] for r in results]),
+                str(sum(len(r["gaps"]) for r in results)),
+                f"{sum(sum(r['gaps']) for r in results):.2f}",
+                str(len(results)),
+            ]
+        )
+    print(table(["settings", "Enter→text ms", "Enter→audible ms", "gaps", "gap s", "replies"], rows))
+
+
+def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> list[dict]:
+    from playwright.sync_api import sync_playwright
+
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "speakstream-bench-app.log"
     with log_path.open("w") as log:
-        process = start_app(port, dict(os.environ), log)
+        process = start_app(port, env, log)
     url = f"http://127.0.0.1:{port}/"
     results = []
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-            page = browser.new_page()
+            browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             for prompt in prompts:
                 for _ in range(runs):
-                    result = _measure(page, url, prompt)
+                    context = browser.new_context()
+                    result = _measure(context.new_page(), url, prompt)
+                    context.close()
                     results.append(result)
                     print(
                         f"  {prompt[:40]:40s} first text {result['text'] or 0:6.0f} ms, first audible "
@@ -154,15 +179,5 @@ def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, run
             browser.close()
     finally:
         stop_app(process)
-    rows = [
-        [
-            "browser",
-            median_p90([r["text"] for r in results]),
-            median_p90([r["audio"] for r in results]),
-            str(sum(len(r["gaps"]) for r in results)),
-            f"{sum(sum(r['gaps']) for r in results):.2f}",
-            str(len(results)),
-        ]
-    ]
-    print(table(["where", "Enter→text ms", "Enter→audible ms", "gaps", "gap s", "replies"], rows))
-    print(f"(app log: {log_path})")
+    print(f"  (app log: {log_path})")
+    return results

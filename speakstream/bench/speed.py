@@ -37,11 +37,16 @@ def _reply(pipeline: ReplyPipeline, prompt: str, seed: int, speak: bool) -> Time
     return final.timeline
 
 
+def settings_env(overrides: dict[str, object]) -> dict[str, str]:
+    """This process's environment with ``overrides`` as SPEAKSTREAM_* variables, for `python app.py`."""
+    return {**os.environ, **{ENV_PREFIX + name.upper(): str(value) for name, value in overrides.items()}}
+
+
 def _start_up_seconds(overrides: dict[str, object], runs: int) -> list[float | None]:
     """Seconds from starting `python app.py` to its page being served."""
     from speakstream.bench.browser import free_port, start_app, stop_app
 
-    env = {**os.environ, **{ENV_PREFIX + name.upper(): str(value) for name, value in overrides.items()}}
+    env = settings_env(overrides)
     seconds: list[float | None] = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -87,7 +87,9 @@ class CoquiVoice(Voice):
         return self
 
     def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+        """Synthesis runs torch, so on a passing thread, whoever calls (see speakstream.torch_threads)."""
         model = self._tts.synthesizer.tts_model
         if hasattr(model, "length_scale"):
             model.length_scale = self._base_length_scale * length_scale
-        return np.asarray(self._tts.tts(text, split_sentences=False), dtype=np.float32)
+        speech = in_passing_thread(lambda: self._tts.tts(text, split_sentences=False), name="speakstream-speak")
+        return np.asarray(speech, dtype=np.float32)
