@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speakstream.conversation import to_model_messages
+from speakstream.conversation import Message, to_model_messages
 from speakstream.prompt_cache import PromptCache
 from speakstream.settings import Settings
 from speakstream.torch_threads import in_passing_thread
@@ -30,7 +30,6 @@ BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # What a hub download needs: weights, configs and tokenizer files, nothing else.
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 
-Message = dict[str, str]
 MAX_PAUSE_SECONDS = 0.5
 # Stands in for the newest message when finding where a prompt's repeated start ends.
 PROMPT_MARKER = "\u2063SPEAKSTREAM-NEWEST-MESSAGE\u2063"

@@ -126,6 +126,7 @@ class ModelPool:
 
     def _make_room(self) -> None:
         """Unload idle models, least recently used first, until one more fits (call with the lock)."""
+        unloaded = False
         while len(self._slots) >= max(1, self.settings.max_loaded_models):
             idle = next((spec for spec, slot in self._slots.items() if slot.users == 0), None)
             if idle is None:
@@ -134,5 +135,7 @@ class ModelPool:
                     "pick one of them or try again in a moment."
                 )
             del self._slots[idle]
+            unloaded = True
             log.info("Unloaded model %s to make room", idle)
-        gc.collect()
+        if unloaded:
+            gc.collect()  # give the unloaded weights back before the next model is read

@@ -173,10 +173,12 @@ class ReplyPipeline:
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         # The first sound is what a listener waits for, so until it is out the model pauses
         # (half a second at most each time) while the voice speaks the first chunk, and again
-        # while the consumer hands that audio on: the voice then has a core to itself (first
-        # chunk synthesized in 70-100 ms instead of 90-190 ms), and Gradio's ffmpeg encoder,
-        # which starts on the first segment and waits 100 ms for a frame, does not miss it
-        # (a miss left the browser an empty playlist, and hls.js retried a second later).
+        # while the consumer hands that audio on. The second pause is the one that measurably
+        # pays: Gradio's ffmpeg encoder starts on the first segment and waits 100 ms for a
+        # frame; with the model busy on both cores it missed that, the browser got an empty
+        # playlist, and hls.js retried a second later (browser first sound 1506 -> 1241 ms).
+        # The first pause gives the voice a core to itself; Piper's first chunk still took
+        # 80-155 ms with it (90-190 ms without), within this machine's noise.
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
