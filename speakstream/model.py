@@ -332,15 +332,17 @@ class LanguageModel:
         return min(shared, len(ids) - 1)  # generate() needs at least one token of its own
 
     def _cache_of(self, start: list[int]) -> Any:
-        """A private key/value cache holding ``start`` (from the prompt cache, extended as needed)."""
-        if self.prompt_cache is None or not start:
-            return None
+        """A private key/value cache for a reply: holding ``start`` (from the prompt cache,
+        extended as needed), or empty without a prompt cache."""
         import torch
-        from transformers import DynamicCache
 
+        from speakstream.kv_cache import new_cache
+
+        if self.prompt_cache is None or not start:
+            return new_cache(self._model.config)
         known, cache = self.prompt_cache.longest(start)
         if known < len(start):
-            cache = cache if cache is not None else DynamicCache(config=self._model.config)
+            cache = cache if cache is not None else new_cache(self._model.config)
             self._model(input_ids=torch.tensor([start[known:]]), cache=cache, use_cache=True, logits_to_keep=1)
             self.prompt_cache.store(start, cache)
         return cache
@@ -359,7 +361,9 @@ class LanguageModel:
         that thread is raised here, in the consumer.
         """
         import torch
-        from transformers import StoppingCriteriaList, TextIteratorStreamer
+        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
+
+        from speakstream.sampler import TopKTopPSampler
 
         if not self.loaded:
             raise ModelLoadError("The language model is not loaded.")
@@ -369,18 +373,17 @@ class LanguageModel:
         ids = inputs["input_ids"][0].tolist()
         known = self._known_start(messages, ids)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
-        do_sample = sampling.temperature > 0
+        sampler = [TopKTopPSampler(sampling.temperature, sampling.top_p)] if sampling.temperature > 0 else []
         kwargs: dict[str, Any] = {
             **inputs,
             "streamer": streamer,
             "max_new_tokens": sampling.max_new_tokens,
-            "do_sample": do_sample,
+            "do_sample": False,  # the sampler draws; greedy search takes the one token it leaves
+            "logits_processor": LogitsProcessorList(sampler),
             "repetition_penalty": sampling.repetition_penalty,
             "stopping_criteria": StoppingCriteriaList([_TokenGate(stop, pause)]),
             "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
         }
-        if do_sample:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
         failure: list[BaseException] = []
 
         def generate() -> None:

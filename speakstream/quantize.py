@@ -32,7 +32,21 @@ ACTIVATIONS = torch.bfloat16
 WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
 
 
-class Int4Linear(nn.Module):
+class SmallLinear(nn.Module):
+    """A bias-free linear layer whose weights are stored small; subclasses supply the kernel."""
+
+    out_features: int
+
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        """``flat`` (tokens x inputs, bfloat16) times the weights: the bare kernel, for fused layers."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.product(x.reshape(-1, x.shape[-1]).to(ACTIVATIONS))
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+
+class Int4Linear(SmallLinear):
     """A bias-free linear layer with 4-bit weights in groups of 32 (scale and zero point per group)."""
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -51,13 +65,11 @@ class Int4Linear(nn.Module):
         self.scales_and_zeros = torch.stack([scale, low + 8 * scale], -1).transpose(0, 1).contiguous().to(ACTIVATIONS)
         self.out_features = rows
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(ACTIVATIONS)
-        y = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, GROUP_SIZE, self.scales_and_zeros)
-        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.packed, GROUP_SIZE, self.scales_and_zeros)
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(SmallLinear):
     """A bias-free linear layer with 8-bit weights, one scale per output row."""
 
     def __init__(self, linear: nn.Linear) -> None:
@@ -68,10 +80,8 @@ class Int8Linear(nn.Module):
         self.scales = scale.to(ACTIVATIONS)
         self.out_features = weight.shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = x.reshape(-1, x.shape[-1]).to(ACTIVATIONS)
-        y = torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
-        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+    def product(self, flat: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
 
 
 def is_q4_1_gguf(path: Path) -> bool:
@@ -103,13 +113,22 @@ def kernels_work(weights: str) -> bool:
 def quantize(model: Any, weights: str) -> int:
     """Swap the decoder's linear layers (``int4`` or ``int8``) and the output head (8-bit) in place.
 
-    Returns how many layers were swapped; a layer the kernels cannot take (no bias allowed,
-    columns a multiple of the group size) keeps its float32 weights.
+    Plain Llama layers (SmolLM2) are rebuilt whole as a :class:`FusedDecoderLayer`; in any
+    other layer each linear layer is swapped on its own. Returns how many linear layers were
+    swapped; one the kernels cannot take (no bias allowed, columns a multiple of the group
+    size) keeps its float32 weights.
     """
+    from speakstream.decoder_layer import FusedDecoderLayer, can_fuse
+
     if weights == "float32":
         return 0
     make = Int4Linear if weights == "int4" else Int8Linear
     swapped = 0
+    layers = model.model.layers
+    for index, layer in enumerate(layers):
+        if can_fuse(layer):
+            layers[index] = FusedDecoderLayer(layer, make)
+            swapped += 7
     for parent in list(model.model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear) and child.bias is None and child.in_features % GROUP_SIZE == 0:

@@ -11,6 +11,8 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from speakstream.decoder_layer import FusedDecoderLayer
+from speakstream.kv_cache import new_cache
 from speakstream.model import LanguageModel, ModelSource, Sampling
 from speakstream.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
 from speakstream.settings import Settings
@@ -55,17 +57,62 @@ def test_auto_means_int4_only_for_a_q4_1_source() -> None:
     assert choose_weights("int8", False) == "int8" and choose_weights("float32", True) == "float32"
 
 
-def test_every_decoder_layer_and_the_head_are_swapped_and_the_model_still_runs() -> None:
+def tiny_llama(**overrides: float) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=96, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4
+        vocab_size=96,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        **overrides,
     )
-    model = LlamaForCausalLM(config).eval()
+    return LlamaForCausalLM(config).eval()
+
+
+def test_every_decoder_layer_and_the_head_are_swapped_and_the_model_still_runs() -> None:
+    model = tiny_llama()
     assert quantize(model, "int4") == 2 * 7 + 1  # q, k, v, o, gate, up, down per layer; the head
-    assert isinstance(model.model.layers[1].mlp.down_proj, Int4Linear)
+    assert all(isinstance(layer, FusedDecoderLayer) for layer in model.model.layers)
+    assert isinstance(model.model.layers[1].down, Int4Linear)
     assert isinstance(model.get_output_embeddings(), Int8Linear)
     logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
     assert logits.shape == (1, 3, 96) and bool(torch.isfinite(logits).all())
+
+
+def decode(model: LlamaForCausalLM, prompt: list[int], steps: int) -> torch.Tensor:
+    """Logits of a prompt read in two parts (as after a cached prompt start), then of ``steps``
+    tokens fed one by one through the cache."""
+    cache = new_cache(model.config)
+    half = len(prompt) // 2
+    with torch.inference_mode():
+        logits = [model(input_ids=torch.tensor([part]), cache=cache).logits for part in (prompt[:half], prompt[half:])]
+        for step in range(steps):
+            logits.append(model(input_ids=torch.tensor([[step % 90 + 1]]), cache=cache).logits)
+    return torch.cat(logits, dim=1)
+
+
+@pytest.mark.parametrize("weights", ["int4", "int8"])
+def test_fused_layers_compute_what_the_layer_by_layer_swap_does(weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stacked q/k/v and gate/up, reordered rotary pairs and the one-token attention path
+    give the same logits as transformers' own layers with the same small weights."""
+    fused, unfused = tiny_llama(initializer_range=0.2), tiny_llama(initializer_range=0.2)  # attention that matters
+    quantize(fused, weights)
+    monkeypatch.setattr("speakstream.decoder_layer.can_fuse", lambda layer: False)
+    quantize(unfused, weights)
+    assert not isinstance(unfused.model.layers[0], FusedDecoderLayer)
+    prompt = [5, 17, 3, 42, 8, 61, 2]
+    ours, theirs = decode(fused, prompt, 12), decode(unfused, prompt, 12)
+    # bfloat16 rounds differently in stacked products: a few hundredths; any wrong step: whole units
+    assert float((ours - theirs).abs().max()) < 0.1 * float(theirs.std())
+
+
+def test_layers_with_biases_are_swapped_linear_by_linear() -> None:
+    model = tiny_llama(attention_bias=True)
+    quantize(model, "int4")
+    assert not isinstance(model.model.layers[0], FusedDecoderLayer)
+    assert isinstance(model.model.layers[0].mlp.down_proj, Int4Linear)  # no bias there: still swapped
 
 
 @pytest.mark.slow
