@@ -22,7 +22,7 @@ from typing import Any
 from speakstream.conversation import Message, to_model_messages
 from speakstream.prompt_cache import PromptCache
 from speakstream.settings import Settings
-from speakstream.torch_threads import in_passing_thread
+from speakstream.torch_threads import CoreShare, in_passing_thread
 
 log = logging.getLogger(__name__)
 
@@ -131,16 +131,20 @@ def resolve_model_source(
 
 
 class _TokenGate:
-    """A StoppingCriteria, called after every token: ends generation once ``stop`` is set, and
-    waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave the CPU to others."""
+    """A StoppingCriteria, called after every token on the generating thread: ends generation
+    once ``stop`` is set, waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave
+    the CPU to others, and takes the thread count ``cores`` wants now."""
 
-    def __init__(self, stop: threading.Event, pause: threading.Event | None) -> None:
+    def __init__(self, stop: threading.Event, pause: threading.Event | None, cores: CoreShare | None) -> None:
         self.stop = stop
         self.pause = pause
+        self.cores = cores
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
+        if self.cores is not None:
+            self.cores.follow()
         if self.pause is not None and self.pause.is_set():
             deadline = time.monotonic() + MAX_PAUSE_SECONDS
             while self.pause.is_set() and not self.stop.is_set() and time.monotonic() < deadline:
@@ -353,12 +357,14 @@ class LanguageModel:
         stop: threading.Event,
         sampling: Sampling,
         pause: threading.Event | None = None,
+        cores: CoreShare | None = None,
     ) -> Iterator[str]:
         """Yield the reply's text piece by piece while a background thread generates it.
 
         Setting ``stop`` (or closing this generator) ends the generation thread at its next
-        token; while ``pause`` is set, generation waits (half a second at most). An error in
-        that thread is raised here, in the consumer.
+        token; while ``pause`` is set, generation waits (half a second at most); ``cores``
+        sets its thread count between tokens. An error in that thread is raised here, in the
+        consumer.
         """
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
@@ -381,13 +387,15 @@ class LanguageModel:
             "do_sample": False,  # the sampler draws; greedy search takes the one token it leaves
             "logits_processor": LogitsProcessorList(sampler),
             "repetition_penalty": sampling.repetition_penalty,
-            "stopping_criteria": StoppingCriteriaList([_TokenGate(stop, pause)]),
+            "stopping_criteria": StoppingCriteriaList([_TokenGate(stop, pause, cores)]),
             "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
         }
         failure: list[BaseException] = []
 
         def generate() -> None:
             try:
+                if cores is not None:
+                    cores.follow()  # before reading the prompt, too: a new thread starts with the last count set
                 if sampling.seed is not None:
                     torch.manual_seed(sampling.seed)
                 with torch.inference_mode():

@@ -32,6 +32,7 @@ from speakstream.model import LanguageModel, Sampling
 from speakstream.model_pool import ModelPool
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
+from speakstream.torch_threads import CoreShare
 from speakstream.voices import Voice, VoiceSet
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ class ReplyPipeline:
         self.voices = voices
         self.settings = settings
         self.content_filter = ContentFilter.from_setting(settings.blocked_words)
+        self.cores = CoreShare(settings.threads, settings.share_cores)
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
 
@@ -253,7 +255,7 @@ class ReplyPipeline:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
         chunker = TextChunker(rules_from_settings(self.settings))
         try:
-            for piece in options.model.stream_reply(prompt, stop, options.sampling, pause):
+            for piece in options.model.stream_reply(prompt, stop, options.sampling, pause, self.cores):
                 events.put(("text", piece))
                 for chunk in chunker.feed(piece):
                     timeline.mark("first_chunk")
@@ -292,7 +294,8 @@ class ReplyPipeline:
                 if timeline.first_audio is None and self.settings.pause_for_first_audio:
                     pause.set()
                 try:
-                    samples = voice.synthesize(spoken, options.speaking_rate)
+                    with self.cores.voice_speaking():
+                        samples = voice.synthesize(spoken, options.speaking_rate)
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     continue

@@ -74,6 +74,9 @@ class Settings:
         "re-reading them (0: off). SmolLM2-135M holds 46 KB a token.",
     )
     torch_threads: int = _opt(0, "Threads torch uses for the model (0: one per core, up to 2).")
+    share_cores: bool = _opt(
+        True, "While a voice synthesizes, torch runs on one thread fewer, leaving the voice a core of its own."
+    )
     model_cache: Path | None = _opt(
         None,
         "Folder where a converted GGUF model is saved so later starts skip the conversion "

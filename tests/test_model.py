@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from huggingface_hub import snapshot_download
 
 from speakstream.model import (
@@ -20,6 +21,7 @@ from speakstream.model import (
     resolve_model_source,
 )
 from speakstream.settings import DEFAULT_LLM, Settings
+from speakstream.torch_threads import CoreShare, in_passing_thread
 
 from support import generation_threads, wait_until
 
@@ -52,6 +54,17 @@ def test_bundled_smollm2_answers_paris_in_several_pieces(model: LanguageModel, s
     pieces = list(model.stream_reply(FRANCE, threading.Event(), sampling(settings)))
     assert len(pieces) > 1
     assert "Paris" in "".join(pieces)
+
+
+def test_generation_takes_the_thread_count_the_voice_leaves_it(model: LanguageModel, settings: Settings) -> None:
+    """torch's thread count is per thread: the generating thread itself must set it. Setting it
+    also sets the count new threads start with, which is what this test can see."""
+    cores = CoreShare(2)
+    with cores.voice_speaking():
+        "".join(model.stream_reply(FRANCE, threading.Event(), sampling(settings, max_new_tokens=4), cores=cores))
+        assert in_passing_thread(torch.get_num_threads) == 1
+    "".join(model.stream_reply(FRANCE, threading.Event(), sampling(settings, max_new_tokens=4), cores=cores))
+    assert in_passing_thread(torch.get_num_threads) == 2
 
 
 def test_reply_follows_the_conversation_so_far(model: LanguageModel, settings: Settings) -> None:

@@ -111,6 +111,19 @@ def test_a_failing_voice_leaves_the_text_going(model, settings: Settings) -> Non
     assert all(u.audio is None for u in updates)
 
 
+def test_the_voice_speaks_with_the_model_a_thread_short(model, settings: Settings) -> None:
+    class WatchedVoice(SilentVoice):
+        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+            threads_wanted.append(pipeline.cores.wanted)
+            return super()._synthesize(text, length_scale)
+
+    threads_wanted: list[int] = []
+    pipeline = ReplyPipeline(model, VoiceSet({"silent": WatchedVoice()}, "silent"), settings)
+    run(pipeline, SKY)
+    assert threads_wanted and set(threads_wanted) == {max(1, settings.threads - 1)}
+    assert pipeline.cores.wanted == settings.threads  # given back once the voice is done
+
+
 def test_respond_streams_valid_wav_segments_and_a_replay(pipeline: ReplyPipeline, settings: Settings) -> None:
     outputs = list(respond(pipeline, settings, "Explain in three sentences why the sky is blue.", []))
     audio = [out[2] for out in outputs if isinstance(out[2], bytes)]

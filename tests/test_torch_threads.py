@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 
 import pytest
+import torch
 
-from speakstream.torch_threads import in_passing_thread
+from speakstream.torch_threads import CoreShare, in_passing_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +27,36 @@ def test_an_error_is_raised_on_the_callers_thread() -> None:
 
     with pytest.raises(ValueError, match="no weights here"):
         in_passing_thread(fail)
+
+
+def own_openmp_threads() -> int:
+    """The calling thread's own OpenMP thread count (torch.get_num_threads() is process-wide)."""
+    info = torch.__config__.parallel_info()
+    return int(info.split("omp_get_max_threads() :")[1].split()[0])
+
+
+def test_a_model_thread_gives_the_voice_a_core_while_it_speaks_and_takes_it_back() -> None:
+    cores = CoreShare(2)
+
+    def model_thread() -> list[int]:
+        seen = []
+        cores.follow()
+        seen.append(own_openmp_threads())
+        with cores.voice_speaking(), cores.voice_speaking():  # two replies speaking at once
+            cores.follow()
+            seen.append(own_openmp_threads())
+        cores.follow()
+        seen.append(own_openmp_threads())
+        return seen
+
+    assert in_passing_thread(model_thread) == [2, 1, 2]
+
+
+def test_without_sharing_the_model_keeps_its_threads() -> None:
+    cores = CoreShare(2, share=False)
+    with cores.voice_speaking():
+        assert cores.wanted == 2
+    assert CoreShare(1).wanted == 1
 
 
 PROBE = """

@@ -27,7 +27,7 @@ from speakstream.voices import PiperVoice, VoiceSet
 
 REFERENCE_TEXT = DEFAULT_PROMPTS.with_name("reference.txt")  # plain English, for the perplexity check
 # What changed since the first release, set back to its old value.
-BEFORE = {"weights": "float32", "prompt_cache_tokens": 0, "first_chunk_max_chars": 40}
+BEFORE = {"weights": "float32", "prompt_cache_tokens": 0, "first_chunk_max_chars": 40, "share_cores": False}
 
 
 def _reply(pipeline: ReplyPipeline, prompt: str, seed: int, speak: bool) -> Timeline:
