@@ -64,7 +64,7 @@ class Settings:
     seed: int | None = _opt(None, "Random seed for sampling (unset: a new one each reply).")
     weights: str = _opt(
         "auto",
-        "Model weights in memory: int4 (4-bit layers, 8-bit output head; 1.6-1.8x faster decoding on a CPU), "
+        "Model weights in memory: int4 (4-bit layers, 8-bit output head; about 2x faster decoding on a CPU), "
         "int8, float32, or auto (int4 when the model is a Q4_1 GGUF like the bundled one, where it keeps the "
         "file's own values; float32 otherwise).",
     )

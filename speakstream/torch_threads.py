@@ -1,6 +1,6 @@
-"""Where torch does its CPU work: only on threads that end, never on one that lives on.
+"""Where torch does its CPU work, and on how many threads.
 
-torch's CPU kernels run on OpenMP (GNU libgomp). Every thread that runs a parallel kernel
+Only on threads that end, never on one that lives on. torch's CPU kernels run on OpenMP (GNU libgomp). Every thread that runs a parallel kernel
 keeps a team of worker threads for as long as it lives. Once the process holds more of
 those workers than the machine has cores, libgomp stops letting idle workers spin and puts
 them to sleep, and waking them costs more than the small matrix products of token-by-token
@@ -10,6 +10,7 @@ decoding take: measured here, a 1536x576 float32 product took 138 us on a fresh 
 their own; every other entry point that runs torch (loading a model, scoring text, Coqui
 synthesis) hands its work to a thread that then ends, so the main thread and the
 long-lived server threads never hold a team (tests/test_torch_threads.py checks it).
+How many threads a model uses while a voice speaks: :class:`CoreShare`.
 """
 
 from __future__ import annotations
@@ -45,12 +46,14 @@ class CoreShare:
     """While a voice synthesizes, model threads run torch on one thread fewer, so the model and
     the voice each have a core instead of fighting over both.
 
-    Measured here (2 cores, SmolLM2 with 4-bit weights, Piper on 1 thread, the voice kept
-    busy): decoding alone 50 tokens/s on 2 threads, 37 on 1; while Piper speaks, 2-3 tokens/s
-    on 2 threads (every parallel step waits for a thread the voice has pushed off its core),
-    33-38 on 1. torch's OpenMP thread count belongs to each thread (another thread setting
-    it changes nothing for a thread already running), so a model thread calls :meth:`follow`
-    between tokens to take the count wanted now.
+    Measured here (2 cores, SmolLM2 with 4-bit weights, Piper on 1 thread): decoding alone
+    50 tokens/s on 2 threads, 37 on 1. With Piper kept busy, 2-3 tokens/s on 2 threads
+    (every parallel step waits for a thread the voice has pushed off its core) against 30-38
+    on 1; with Piper speaking in bursts, 17-19 against 28-31. In replies (`bench speed`):
+    while the voice speaks, 23-25 -> 35 tokens/s, and a spoken reply takes 0.84 of the
+    sequential time instead of 1.04. torch's OpenMP thread count belongs to each thread
+    (another thread setting it changes nothing for a thread already running), so a model
+    thread calls :meth:`follow` between tokens to take the count wanted now.
     """
 
     def __init__(self, threads: int, share: bool = True) -> None:
