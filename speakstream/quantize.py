@@ -110,6 +110,11 @@ def kernels_work(weights: str) -> bool:
     return True
 
 
+def fits_kernels(module: nn.Module) -> bool:
+    """Whether the small-weight kernels can take this layer: linear, no bias, columns in whole groups."""
+    return isinstance(module, nn.Linear) and module.bias is None and module.in_features % GROUP_SIZE == 0
+
+
 def quantize(model: Any, weights: str) -> int:
     """Swap the decoder's linear layers (``int4`` or ``int8``) and the output head (8-bit) in place.
 
@@ -126,12 +131,12 @@ def quantize(model: Any, weights: str) -> int:
     swapped = 0
     layers = model.model.layers
     for index, layer in enumerate(layers):
-        if can_fuse(layer):
+        if can_fuse(layer, fits_kernels):
             layers[index] = FusedDecoderLayer(layer, make)
             swapped += 7
     for parent in list(model.model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Linear) and child.bias is None and child.in_features % GROUP_SIZE == 0:
+            if fits_kernels(child):
                 setattr(parent, name, make(child))
                 swapped += 1
     head = model.get_output_embeddings()

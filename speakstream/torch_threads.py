@@ -48,7 +48,7 @@ class CoreShare:
     the voice each have a core instead of fighting over both.
 
     Measured here (2 cores, SmolLM2 with 4-bit weights, Piper on 1 thread): decoding alone
-    50 tokens/s on 2 threads, 37 on 1. With Piper kept busy, 2-3 tokens/s on 2 threads
+    50 tokens/s on 2 threads, 37 on 1. With Piper kept busy, 2-4 tokens/s on 2 threads
     (every parallel step waits for a thread the voice has pushed off its core) against 30-38
     on 1; with Piper speaking in bursts, 17-19 against 28-31. In replies (`bench speed`):
     while the voice speaks, 23-25 -> 35 tokens/s, and a spoken reply takes 0.84 of the

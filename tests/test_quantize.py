@@ -59,15 +59,8 @@ def test_auto_means_int4_only_for_a_q4_1_source() -> None:
 
 def tiny_llama(**overrides: float) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=96,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        **overrides,
-    )
+    shape = {"vocab_size": 96, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+    config = LlamaConfig(**{**shape, "num_attention_heads": 4, "num_key_value_heads": 2, **overrides})
     return LlamaForCausalLM(config).eval()
 
 
@@ -93,19 +86,33 @@ def decode(model: LlamaForCausalLM, prompt: list[int], steps: int) -> torch.Tens
     return torch.cat(logits, dim=1)
 
 
-@pytest.mark.parametrize("weights", ["int4", "int8"])
-def test_fused_layers_compute_what_the_layer_by_layer_swap_does(weights: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("weights", "attention"), [("int4", "sdpa"), ("int8", "sdpa"), ("int4", "eager")])
+def test_fused_layers_compute_what_the_layer_by_layer_swap_does(
+    weights: str, attention: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Stacked q/k/v and gate/up, reordered rotary pairs and the one-token attention path
-    give the same logits as transformers' own layers with the same small weights."""
+    give the same logits as transformers' own layers with the same small weights, whichever
+    attention the model reads its prompts with."""
     fused, unfused = tiny_llama(initializer_range=0.2), tiny_llama(initializer_range=0.2)  # attention that matters
+    for model in (fused, unfused):
+        model.config._attn_implementation = attention
     quantize(fused, weights)
-    monkeypatch.setattr("speakstream.decoder_layer.can_fuse", lambda layer: False)
+    monkeypatch.setattr("speakstream.decoder_layer.can_fuse", lambda layer, fits: False)
     quantize(unfused, weights)
     assert not isinstance(unfused.model.layers[0], FusedDecoderLayer)
     prompt = [5, 17, 3, 42, 8, 61, 2]
     ours, theirs = decode(fused, prompt, 12), decode(unfused, prompt, 12)
     # bfloat16 rounds differently in stacked products: a few hundredths; any wrong step: whole units
     assert float((ours - theirs).abs().max()) < 0.1 * float(theirs.std())
+
+
+def test_layers_the_kernels_cannot_take_stay_float32() -> None:
+    model = tiny_llama(hidden_size=48)  # 48 columns: not whole groups of 32
+    quantize(model, "int4")
+    assert not isinstance(model.model.layers[0], FusedDecoderLayer)
+    assert isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)
+    assert isinstance(model.model.layers[0].mlp.down_proj, Int4Linear)  # 128 columns: swapped
+    assert bool(torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all())
 
 
 def test_layers_with_biases_are_swapped_linear_by_linear() -> None:
