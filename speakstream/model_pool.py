@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,8 +42,11 @@ class _Slot:
 class ModelPool:
     """The loaded language models, keyed by what the user chose (a hub id, or a server-side path)."""
 
-    def __init__(self, settings: Settings, default: LanguageModel) -> None:
+    def __init__(
+        self, settings: Settings, default: LanguageModel, load: Callable[[str], LanguageModel] | None = None
+    ) -> None:
         self.settings = settings
+        self._load_model = load or self._load_from_source
         self.default_spec = settings.llm
         self.loads = 0  # models loaded after start-up, for the logs and tests
         self._slots: OrderedDict[str, _Slot] = OrderedDict({settings.llm: _Slot(default)})
@@ -109,9 +112,7 @@ class ModelPool:
         try:
             with self._lock:
                 self._make_room()
-            # No silent fallback to the bundled 135M model: the user asked for this one.
-            settings = dataclasses.replace(self.settings, llm=spec)
-            model = LanguageModel(settings).load(resolve_model_source(spec, bundled=lambda: None))
+            model = self._load_model(spec)
             with self._lock:
                 self._slots[spec] = _Slot(model)
                 self.loads += 1
@@ -123,6 +124,11 @@ class ModelPool:
         finally:
             with self._lock:
                 self._loading.pop(spec, None)
+
+    def _load_from_source(self, spec: str) -> LanguageModel:
+        # No silent fallback to the bundled 135M model: the user asked for this one.
+        settings = dataclasses.replace(self.settings, llm=spec)
+        return LanguageModel(settings).load(resolve_model_source(spec, bundled=lambda: None))
 
     def _make_room(self) -> None:
         """Unload idle models, least recently used first, until one more fits (call with the lock)."""

@@ -136,9 +136,11 @@ class ReplyUpdate:
 class ReplyPipeline:
     """Shared by all sessions: it holds the loaded models and no per-user state."""
 
-    def __init__(self, model: LanguageModel, voices: VoiceSet, settings: Settings) -> None:
+    def __init__(
+        self, model: LanguageModel, voices: VoiceSet, settings: Settings, models: ModelPool | None = None
+    ) -> None:
         self.model = model  # the start-up model: what a reply uses unless the user picks another
-        self.models = ModelPool(settings, model)
+        self.models = models or ModelPool(settings, model)
         self.voices = voices
         self.settings = settings
         self.content_filter = ContentFilter.from_setting(settings.blocked_words)

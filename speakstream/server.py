@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from speakstream.ffmpeg import ensure_ffmpeg
 from speakstream.model import LanguageModel, ModelLoadError, resolve_model_source
 from speakstream.pipeline import ReplyPipeline
+from speakstream.replay_files import ReplayFiles
 from speakstream.settings import Settings, load_settings
 from speakstream.ui import build_ui
 from speakstream.voices import load_voices
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         log.error("%s", error)
         return 1
-    demo = build_ui(pipeline, settings)
+    demo = build_ui(pipeline, settings, ReplayFiles(settings.audio_file_max_age))
     try:
         demo.launch(
             server_name=settings.host, server_port=settings.port, share=settings.share, prevent_thread_lock=True

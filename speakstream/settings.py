@@ -114,6 +114,9 @@ class Settings:
     blocked_words: str = _opt(
         "", "Comma-separated words refused in messages and masked in replies (empty: no filtering)."
     )
+    audio_file_max_age: int = _opt(
+        3600, "Seconds the reply audio files Gradio writes for the page are kept before they are deleted."
+    )
     # Serving
     host: str = _opt("127.0.0.1", "Address to listen on (0.0.0.0 inside a container).", env="GRADIO_SERVER_NAME")
     port: int = _opt(7860, "Port to listen on.", env="GRADIO_SERVER_PORT")

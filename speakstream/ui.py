@@ -31,6 +31,7 @@ from speakstream.conversation import InvalidMessage, clean_message, content_text
 from speakstream.limits import RateLimiter
 from speakstream.model import ModelLoadError, Sampling, model_label
 from speakstream.pipeline import ReplyOptions, ReplyPipeline
+from speakstream.replay_files import ReplayFiles
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def respond(
     repetition_penalty: float | None = None,
     model: str | None = None,
     session: dict[str, Any] | None = None,
+    replays: ReplayFiles | None = None,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
@@ -92,7 +94,8 @@ def respond(
     stops the reply still running in the same session (``session`` holds its stop event
     and its rate limiter). A model chosen for the first time is loaded first, with the
     seconds counting in the chat. An error while generating ends this reply with a note in
-    the chat and leaves the app serving others.
+    the chat and leaves the app serving others. The whole reply's audio goes to a file of
+    ``replays`` (the page's), or to Gradio as samples (callers outside a page).
     """
     history = list(history or [])
     session = {} if session is None else session
@@ -110,13 +113,13 @@ def respond(
         return
     chosen = reply_settings(settings, system_prompt, temperature, top_p, max_new_tokens, repetition_penalty)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
-    before = history
-    history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
-    yield "", history, gr.skip(), None, ""
     stop = threading.Event()
     if previous := session.get("stop"):
         previous.set()
     session["stop"] = stop
+    before = history
+    history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
+    yield "", history, gr.skip(), None, ""
     try:
         yield from _wait_for_model(pipeline, model_spec, history, stop)
         if stop.is_set():
@@ -129,7 +132,7 @@ def respond(
                 sampling=Sampling.from_settings(chosen),
                 model=chosen_model,
             )
-            yield from _stream_reply(pipeline, messages, history, stop, options, session)
+            yield from _stream_reply(pipeline, messages, history, stop, options, session, replays)
     except ModelLoadError as problem:  # the chosen model cannot be loaded: nothing was said yet
         log.warning("%s", problem)
         gr.Warning(str(problem))
@@ -167,6 +170,7 @@ def _stream_reply(
     stop: threading.Event,
     options: ReplyOptions,
     session: dict[str, Any],
+    replays: ReplayFiles | None,
 ) -> Iterator[ChatOutputs]:
     """The reply's text and speech, in the order Gradio's streaming player handles best."""
     rate = pipeline.sample_rate
@@ -182,7 +186,10 @@ def _stream_reply(
             for segment in (wav_bytes(update.audio, rate), drain, tail, drain):
                 yield gr.skip(), history, segment, gr.skip(), gr.skip()
         elif update.final:
-            whole = (rate, np.concatenate(spoken)) if spoken else None
+            whole = None
+            if spoken:
+                samples = np.concatenate(spoken)
+                whole = replays.write(samples, rate) if replays else (rate, samples)
             yield gr.skip(), history, drain if spoken else gr.skip(), whole, update.timeline.summary()
         else:
             yield gr.skip(), history, drain if spoken else gr.skip(), gr.skip(), gr.skip()
@@ -288,11 +295,12 @@ def voice_status(pipeline: ReplyPipeline) -> str:
     return "\n".join(lines)
 
 
-def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
-    """The whole page, wired to ``pipeline``; the caller launches it."""
+def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) -> gr.Blocks:
+    """The whole page, wired to ``pipeline``, keeping reply audio in ``replays``; the caller launches it."""
     source = pipeline.model.source.origin if pipeline.model.source else "not loaded"
-    # No usage analytics leave the server; temporary audio files are deleted after an hour.
-    with gr.Blocks(title="SpeakStream", delete_cache=(600, 3600), analytics_enabled=False) as demo:
+    # No usage analytics leave the server; Gradio's own temporary files are deleted once old enough.
+    age = settings.audio_file_max_age
+    with gr.Blocks(title="SpeakStream", delete_cache=(min(600, age), age), analytics_enabled=False) as demo:
         gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
         chatbot = gr.Chatbot(
             label="Conversation",
@@ -389,8 +397,10 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
             "model": model,
         }
         controls = [named[name] for name in SAVED_CONTROLS]
-        handler = functools.partial(respond, pipeline, settings)
+        handler = functools.partial(respond, pipeline, settings, replays=replays)
         # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
+        # A message sent while a reply runs (or is being stopped) is taken, never dropped: it
+        # supersedes the running reply (see respond), so triggers are never ignored ("multiple").
         chat_io: dict[str, Any] = {
             "inputs": [
                 message,
@@ -409,6 +419,7 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
             "outputs": [message, chatbot, audio, replay, stats],
             "concurrency_limit": settings.concurrency_limit,
             "concurrency_id": "reply",
+            "trigger_mode": "multiple",
         }
         quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
         keep: dict[str, Any] = {"fn": remember, "inputs": [chatbot, *controls], "outputs": [saved], **quick}
@@ -435,6 +446,9 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings) -> gr.Blocks:
             **quick,
         )
         gr.on([control.change for control in controls], trigger_mode="always_last", **keep)
-        demo.load(functools.partial(restore, pipeline, settings), inputs=[saved], outputs=[chatbot, *controls], **quick)
+        # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
+        demo.load(
+            functools.partial(restore, pipeline, settings), inputs=[saved], outputs=[chatbot, *controls], **quick
+        ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
     demo.queue(max_size=settings.queue_size)
     return demo

@@ -1,9 +1,28 @@
-"""Shared fixtures: settings for tests, the real bundled SmolLM2 (loaded once), a running app."""
+"""Shared fixtures: settings for tests, the real bundled SmolLM2 (loaded once), a running app.
+
+Every cache the app and its libraries write to (converted models, the Hugging Face hub, Coqui
+voices, Gradio's temporary files) points into one temporary folder for the whole run, set
+before anything is imported: tests never write into the user's own ~/.cache.
+"""
+
+# ruff: noqa: E402 - the caches are chosen before any library reads where they are
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+CACHES = Path(tempfile.mkdtemp(prefix="speakstream-tests-"))
+for variable, folder in {
+    "XDG_CACHE_HOME": "xdg",
+    "HF_HOME": "huggingface",
+    "TTS_HOME": "tts",
+    "GRADIO_TEMP_DIR": "gradio",
+}.items():
+    os.environ[variable] = str(CACHES / folder)
 
 import pytest
 
@@ -13,6 +32,10 @@ from speakstream.settings import Settings
 from speakstream.voices import PiperVoice, VoiceSet
 
 from support import free_port, serve
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(CACHES, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

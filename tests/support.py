@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-import numpy as np
+from pathlib import Path
 
 from speakstream.bench.browser import free_port
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.voices import Voice
 
-__all__ = ["SilentVoice", "free_port", "generation_threads", "serve", "wait_until"]
+__all__ = ["PIRATE_WORDS", "WAIT_SECONDS", "free_port", "generation_threads", "serve", "wait_until", "words"]
+
+# How long a test waits for something that should happen before calling it a failure: long
+# enough for the busiest machine, since a passing test never waits it out.
+WAIT_SECONDS = 30.0
 
 
-def wait_until(condition: Callable[[], object], timeout: float = 5.0, interval: float = 0.02) -> bool:
+def wait_until(condition: Callable[[], object], timeout: float = WAIT_SECONDS, interval: float = 0.02) -> bool:
     """Poll ``condition`` until it is true or ``timeout`` seconds pass; returns its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -27,36 +31,35 @@ def wait_until(condition: Callable[[], object], timeout: float = 5.0, interval: 
     return bool(condition())
 
 
+# Words that show a reply followed the system prompt "You are a pirate captain."
+PIRATE_WORDS = {"pirate", "pirates", "ship", "sea", "captain", "arr", "arrr", "treasure", "sail", "sailing"}
+
+
+def words(text: str) -> set[str]:
+    """The words of ``text``, lower-case (so "ship" is not found in "relationship")."""
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
 def generation_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("speakstream-")]
 
 
-class SilentVoice(Voice):
-    """A test voice: silence of a plausible length (60 ms a character), after ``delay`` seconds a character."""
-
-    key = "silent"
-    label = "Silent (tests)"
-    sample_rate = 22050
-
-    def __init__(self, delay: float = 0.0) -> None:
-        super().__init__()
-        self.delay = delay
-        self.spoken: list[str] = []
-
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-        time.sleep(self.delay * len(text))
-        self.spoken.append(text)
-        return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
-
-
 @contextmanager
 def serve(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
-    """The app's page for ``pipeline``, served in this process on ``settings.port``; yields its URL."""
+    """The app's page for ``pipeline``, served in this process on ``settings.port``; yields its URL.
+
+    Its reply audio files go to a folder of their own inside Gradio's cache.
+    """
+    from speakstream.replay_files import ReplayFiles, default_folder
     from speakstream.ui import build_ui
 
-    demo = build_ui(pipeline, settings)
+    gradio_cache = default_folder().parent
+    gradio_cache.mkdir(parents=True, exist_ok=True)
+    replays = ReplayFiles(settings.audio_file_max_age, Path(tempfile.mkdtemp(dir=gradio_cache)))
+    demo = build_ui(pipeline, settings, replays)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=settings.port, quiet=True)
     try:
         yield f"http://127.0.0.1:{settings.port}/"
     finally:
         demo.close()
+        replays.close()

@@ -178,7 +178,13 @@ def test_a_chunk_is_emitted_as_soon_as_its_boundary_is_certain() -> None:
     assert chunker.feed("It costs 3.") == []  # "3." may become "3.14"
     assert chunker.feed("14 euros. ") == []  # the next word may be an abbreviation's lowercase tail
     assert chunker.feed("T") == ["It costs 3.14 euros."]
-    assert chunker.feed("hanks! ") == ["Thanks!"] or chunker.flush() == ["Thanks!"]
+    assert chunker.feed("hanks for all the fish! ") == ["Thanks for all the fish!"]  # "!" is certain at once
+
+
+def test_a_sentence_shorter_than_the_minimum_waits_for_more_or_the_end() -> None:
+    chunker = TextChunker(RULES)
+    assert chunker.feed("Thanks! ") == []  # 7 characters: too short to be spoken alone
+    assert chunker.flush() == ["Thanks!"]  # unless it is the reply's last
 
 
 def test_question_mark_is_certain_without_seeing_the_next_word() -> None:

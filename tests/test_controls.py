@@ -10,7 +10,7 @@ from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.ui import SAVED_CONTROLS, last_turn_removed, remember, reply_settings, respond, restore
 
-PIRATE_WORDS = ("pirate", "ship", "sea", "captain", "arr", "treasure", "sail")
+from support import PIRATE_WORDS, words
 
 
 def reply_of(outputs: list) -> str:
@@ -44,8 +44,8 @@ def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settin
     pirate = reply_of(
         list(respond(pipeline, settings, "Who are you?", [], text_only=True, system_prompt="You are a pirate captain."))
     ).lower()
-    assert any(word in pirate for word in PIRATE_WORDS), pirate
-    assert not any(word in plain for word in PIRATE_WORDS), plain
+    assert words(pirate) & PIRATE_WORDS, pirate
+    assert not words(plain) & PIRATE_WORDS, plain
 
 
 @pytest.mark.slow

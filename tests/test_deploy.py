@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import gradio
 import httpx
+import imageio_ffmpeg
 import pytest
 import yaml
 
@@ -35,7 +35,9 @@ def test_readme_is_a_valid_space_card() -> None:
     assert card["sdk"] == "gradio"
     assert card["sdk_version"] == gradio.__version__, "the Space must run the Gradio the tests ran with"
     assert (ROOT / card["app_file"]).is_file()
-    assert str(card["python_version"]) == f"{sys.version_info.major}.{sys.version_info.minor}"
+    tested = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert str(card["python_version"]) == tested, "the Space must run the Python the tests ran with"
+    assert f"Python {tested}" in (ROOT / "README.md").read_text(encoding="utf-8"), "the README names it too"
     assert card["title"] and 0 < len(card["short_description"]) <= 60
 
 
@@ -58,8 +60,12 @@ def test_ffmpeg_from_imageio_is_used_when_path_has_none(tmp_path: Path, monkeypa
     assert version.startswith("ffmpeg version")
 
 
-def test_system_ffmpeg_is_preferred(tmp_path: Path) -> None:
-    assert ensure_ffmpeg(tmp_path / "bin") == shutil.which("ffmpeg")
+def test_an_ffmpeg_on_path_is_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = tmp_path / "system-bin"
+    system.mkdir()
+    (system / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    monkeypatch.setenv("PATH", str(system))
+    assert ensure_ffmpeg(tmp_path / "bin") == str(system / "ffmpeg")
     assert not (tmp_path / "bin").exists()
 
 

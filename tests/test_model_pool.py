@@ -1,13 +1,13 @@
 """Switching models: each loads once however many ask, stays shared, and at most N stay loaded.
 
-The models are real: the bundled SmolLM2-135M-Instruct saved as plain transformers folders
-under other names, loaded through the same code as any model a user picks.
+The pool's rules are tested with scripted models whose loads the test holds and releases;
+the slow tests load the real SmolLM2-135M-Instruct, saved as plain transformers folders under
+other names, through the same code as any model a user picks.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,10 @@ from speakstream.conversation import content_text
 from speakstream.model import LanguageModel, ModelLoadError
 from speakstream.model_pool import ModelBusy, ModelPool
 from speakstream.pipeline import ReplyPipeline
-from speakstream.settings import Settings
+from speakstream.settings import DEFAULT_LLM, Settings
 from speakstream.ui import respond
 
-pytestmark = pytest.mark.slow
+from fakes import Events, ScriptedModel
 
 
 @pytest.fixture(scope="module")
@@ -35,77 +35,90 @@ def model_folders(model: LanguageModel, settings: Settings, tmp_path_factory: py
     return [str(root / name) for name in ("model-a", "model-b", "model-c")]
 
 
-def pool_for(model: LanguageModel, settings: Settings, folders: list[str], **overrides) -> ModelPool:
-    listed = dataclasses.replace(settings, model_choices=",".join(folders), **overrides)
-    return ModelPool(listed, model)
+class Loader:
+    """Loads scripted models by name, each load held until the test lets it finish."""
+
+    def __init__(self) -> None:
+        self.events = Events()
+        self.hold: set[str] = set()
+        self.calls: list[str] = []
+
+    def __call__(self, spec: str) -> ScriptedModel:
+        self.calls.append(spec)
+        self.events.add(f"loading {spec}")
+        if spec in self.hold:
+            self.events.wait_for(f"finish {spec}")
+        return ScriptedModel(name=spec)
 
 
-def test_a_model_many_users_ask_for_at_once_loads_once(
-    model: LanguageModel, settings: Settings, model_folders: list[str]
-) -> None:
-    pool = pool_for(model, settings, model_folders)
-    got: list[LanguageModel] = []
-    askers = [threading.Thread(target=lambda: got.append(pool.request(model_folders[0]).result())) for _ in range(3)]
-    for asker in askers:
-        asker.start()
-    for asker in askers:
-        asker.join(timeout=60)
-    assert len(got) == 3 and got[0] is got[1] is got[2]
-    assert pool.loads == 1
-    assert pool.request(model_folders[0]).result() is got[0]  # later requests reuse it
-    assert pool.loads == 1
+def pool_of(loader: Loader, *, max_loaded_models: int = 2, **overrides: object) -> ModelPool:
+    settings = dataclasses.replace(Settings(), model_choices="a/a,b/b,c/c", max_loaded_models=max_loaded_models)
+    return ModelPool(dataclasses.replace(settings, **overrides), ScriptedModel(name="default"), load=loader)
+
+
+def test_a_model_many_users_ask_for_at_once_loads_once() -> None:
+    loader = Loader()
+    loader.hold.add("a/a")
+    pool = pool_of(loader)
+    asks = [pool.request("a/a") for _ in range(3)]
+    loader.events.wait_for("loading a/a")
+    assert not any(ask.done() for ask in asks), "everyone waits for the one load"
+    loader.events.add("finish a/a")
+    got = [ask.result(timeout=30) for ask in asks]
+    assert got[0] is got[1] is got[2] and pool.request("a/a").result() is got[0]
+    assert loader.calls == ["a/a"] and pool.loads == 1
 
 
 @pytest.fixture
-def full_pool(model: LanguageModel, settings: Settings, model_folders: list[str]) -> ModelPool:
-    """A pool of at most two models, holding two: the start-up model, then model a."""
-    pool = pool_for(model, settings, model_folders, max_loaded_models=2)
-    pool.request(model_folders[0]).result()
-    assert pool.loaded == [settings.llm, model_folders[0]]
+def full_pool() -> ModelPool:
+    """A pool of at most two models, holding two: the start-up model, then a."""
+    pool = pool_of(Loader())
+    pool.request("a/a").result(timeout=30)
+    assert pool.loaded == [DEFAULT_LLM, "a/a"]
     return pool
 
 
-def test_beyond_the_bound_the_least_recently_used_idle_model_is_unloaded(
-    full_pool: ModelPool, settings: Settings, model_folders: list[str]
-) -> None:
-    pool = full_pool
-    b = model_folders[1]
-    pool.request(settings.llm).result()  # the start-up model is used again: a is now the oldest
-    pool.request(b).result()
-    assert pool.loaded == [settings.llm, b]
-    assert pool.loads == 2
+def test_beyond_the_bound_the_least_recently_used_idle_model_is_unloaded(full_pool: ModelPool) -> None:
+    full_pool.request(DEFAULT_LLM).result()  # the start-up model is used again: a is now the oldest
+    full_pool.request("b/b").result(timeout=30)
+    assert full_pool.loaded == [DEFAULT_LLM, "b/b"]
+    assert full_pool.loads == 2
 
 
-def test_a_model_answering_someone_is_never_unloaded(
-    full_pool: ModelPool, settings: Settings, model_folders: list[str]
-) -> None:
-    pool = full_pool
-    a, b, _ = model_folders
-    with pool.lease(settings.llm), pool.lease(a):
+def test_an_unloaded_model_is_loaded_again_when_asked_for(full_pool: ModelPool) -> None:
+    first = full_pool.request("a/a").result()
+    full_pool.request("b/b").result(timeout=30)
+    full_pool.request("c/c").result(timeout=30)
+    assert "a/a" not in full_pool.loaded
+    again = full_pool.request("a/a").result(timeout=30)
+    assert again is not first and full_pool.loaded == ["c/c", "a/a"]
+
+
+def test_a_model_answering_someone_is_never_unloaded(full_pool: ModelPool) -> None:
+    with full_pool.lease(DEFAULT_LLM), full_pool.lease("a/a"):
         with pytest.raises(ModelBusy, match="answering other users"):
-            pool.request(b).result()
-        assert pool.loaded == [settings.llm, a]
-    with pool.lease(a):
-        pool.request(b).result()
-    assert pool.loaded == [a, b]
+            full_pool.request("b/b").result(timeout=30)
+        assert full_pool.loaded == [DEFAULT_LLM, "a/a"]
+    with full_pool.lease("a/a"):
+        full_pool.request("b/b").result(timeout=30)
+    assert full_pool.loaded == ["a/a", "b/b"]
 
 
-def test_users_may_pick_listed_models_and_hub_ids_but_never_server_paths(
-    model: LanguageModel, settings: Settings, model_folders: list[str]
-) -> None:
-    pool = pool_for(model, settings, model_folders)
-    assert pool.check(model_folders[1]) == model_folders[1]  # the server listed it
-    assert pool.check("") == settings.llm
+def test_users_may_pick_listed_models_and_hub_ids_but_never_server_paths() -> None:
+    pool = pool_of(Loader())
+    assert pool.check("b/b") == "b/b"  # the server listed it
+    assert pool.check("") == DEFAULT_LLM
     assert pool.check("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
     for path in ("/etc", "../models", "~/.ssh/x.gguf", "a/b/c"):
         with pytest.raises(ModelLoadError, match="not a Hugging Face model id"):
             pool.check(path)
-    closed = pool_for(model, settings, model_folders, allow_custom_models=False)
+    closed = pool_of(Loader(), allow_custom_models=False)
     with pytest.raises(ModelLoadError, match="only offers the listed models"):
         closed.check("someone/huge-model")
 
 
-def test_the_chat_shows_a_model_loading_then_answers_with_it(
+@pytest.mark.slow
+def test_a_model_folder_picked_in_the_chat_loads_and_answers(
     pipeline: ReplyPipeline, settings: Settings, model_folders: list[str]
 ) -> None:
     listed = dataclasses.replace(settings, model_choices=",".join(model_folders))
@@ -119,6 +132,7 @@ def test_the_chat_shows_a_model_loading_then_answers_with_it(
     assert fresh.models.loads == 1
 
 
+@pytest.mark.slow
 def test_a_model_that_fails_to_load_leaves_the_message_to_send_again(
     pipeline: ReplyPipeline, settings: Settings, tmp_path: Path
 ) -> None:

@@ -1,171 +1,194 @@
-"""One spoken reply: text and audio stream together, synthesis overlaps generation, Stop stops it all."""
+"""One spoken reply, in order: the model writes, the chunker cuts, the voice speaks, Stop stops it all.
+
+Through a scripted model and a silent voice whose pace each test sets, so every assertion is
+about order and state, never about how long something took.
+"""
 
 from __future__ import annotations
 
-import io
-import subprocess
+import dataclasses
+import itertools
 import threading
-import time
 
-import httpx
-import imageio_ffmpeg
-import numpy as np
 import pytest
-import soundfile
-from gradio_client import Client
 
-from speakstream.audio import wav_duration
 from speakstream.chunker import TextChunker, rules_from_settings
-from speakstream.pipeline import ReplyPipeline
+from speakstream.pipeline import ReplyPipeline, ReplyUpdate
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
-from speakstream.ui import respond
 from speakstream.voices import VoiceSet
 
-from support import SilentVoice, generation_threads, wait_until
+from fakes import Events, ScriptedModel, SilentVoice, hold_until
+from support import generation_threads, wait_until
 
-pytestmark = pytest.mark.slow
-
-SKY = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
-STORY = [{"role": "user", "content": "Tell me a short story about a robot who learns to paint."}]
-
-
-def run(pipeline: ReplyPipeline, messages, **options):
-    started = time.perf_counter()
-    updates = list(pipeline.reply(messages, threading.Event(), pipeline.options(**options)))
-    return updates, time.perf_counter() - started
+STORY = (
+    "Once upon a time, a robot lived in a quiet town. Every morning it swept the square. "
+    "One day it found a brush and some paint. It painted the sunrise, and the town loved it."
+)
+ASK = [{"role": "user", "content": "Tell me a story."}]
 
 
-def test_audio_arrives_before_the_text_is_finished(pipeline: ReplyPipeline, piper_voice) -> None:
-    updates, _ = run(pipeline, SKY)
-    final = updates[-1]
-    assert final.final and final.timeline.first_audio is not None
-    audio_at = [i for i, u in enumerate(updates) if u.audio is not None]
-    text_at = [i for i, u in enumerate(updates) if u.audio is None and not u.final]
-    assert len(audio_at) >= 2, "a multi-sentence reply is spoken in several segments"
-    assert audio_at[0] < text_at[-1], "the first segment must be heard while the text is still being written"
-    assert final.text.count(".") >= 2
+def pipeline_for(model: ScriptedModel, voice: SilentVoice | None = None, **overrides: object) -> ReplyPipeline:
+    settings = dataclasses.replace(Settings(), **overrides)
+    voices = VoiceSet({voice.key: voice}, voice.key) if voice else VoiceSet()
+    return ReplyPipeline(model, voices, settings)
 
 
-def test_segments_cover_the_whole_reply_at_one_rate(pipeline: ReplyPipeline, piper_voice, settings: Settings) -> None:
-    updates, _ = run(pipeline, SKY)
-    segments = [u.audio for u in updates if u.audio is not None]
-    assert all(s.dtype == np.int16 and s.ndim == 1 for s in segments)
-    streamed = sum(s.size for s in segments) / pipeline.sample_rate
+def reply(pipeline: ReplyPipeline, speak: bool = True, stop: threading.Event | None = None) -> list[ReplyUpdate]:
+    return list(pipeline.reply(ASK, stop or threading.Event(), pipeline.options(speak=speak)))
+
+
+def expected_chunks(text: str, settings: Settings) -> list[str]:
     chunker, cleaner = TextChunker(rules_from_settings(settings)), SpeechCleaner()
-    chunks = [cleaner.clean(c) for c in chunker.feed(updates[-1].text) + chunker.flush()]
-    expected = sum(piper_voice.synthesize(c).size for c in chunks if c) / piper_voice.sample_rate
-    assert streamed == pytest.approx(expected, rel=0.15)
-    assert updates[-1].timeline.audio_seconds == pytest.approx(streamed)
+    return [cleaner.clean(chunk) for chunk in [*chunker.feed(text), *chunker.flush()]]
 
 
-def test_synthesis_overlaps_generation(model, settings: Settings) -> None:
-    """With a voice about as slow as the model, the reply takes far less than writing plus speaking."""
-    voice = SilentVoice(delay=0.012)
-    pipeline = ReplyPipeline(model, VoiceSet({"silent": voice}, "silent"), settings)
-    _, text_seconds = run(pipeline, STORY, speak=False)
-    spoken, total = run(pipeline, STORY)
-    synth_seconds = spoken[-1].timeline.synthesis_seconds
-    assert synth_seconds > 0.5 * text_seconds, "the test voice must be slow enough to matter"
-    assert total < 0.8 * (text_seconds + synth_seconds)
+def test_text_grows_in_order_and_every_chunk_is_spoken_once_in_order() -> None:
+    events = Events()
+    model, voice = ScriptedModel(STORY, events=events), SilentVoice(events)
+    pipeline = pipeline_for(model, voice)
+    updates = reply(pipeline)
+    texts = [update.text for update in updates if update.audio is None]
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    assert updates[-1].final and updates[-1].text == STORY
+    assert voice.spoken == expected_chunks(STORY, pipeline.settings)
+    audio = [update.audio for update in updates if update.audio is not None]
+    assert len(audio) == len(voice.spoken) >= 4
+    assert updates[-1].timeline.audio_seconds == pytest.approx(sum(a.size for a in audio) / pipeline.sample_rate)
 
 
-def test_text_only_yields_no_audio(pipeline: ReplyPipeline) -> None:
-    updates, _ = run(pipeline, SKY, speak=False)
-    assert all(u.audio is None for u in updates)
-    assert updates[-1].text
+def test_the_first_sound_is_handed_out_while_the_model_is_still_writing() -> None:
+    """The model holds its last token until the first audio has reached the consumer: a
+    pipeline that spoke only after the text was complete would never get there (and fail
+    after the wait)."""
+    events = Events()
+    model = ScriptedModel(STORY, events=events)
+    last = len(model.pieces) - 1
+    model.before_token = hold_until(events, last, "heard 0")
+    pipeline = pipeline_for(model, SilentVoice(events))
+    for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
+        if update.audio is not None and "heard 0" not in events.items:
+            assert update.text != STORY
+            events.add("heard 0")
+    assert events.index("speak 0") < events.index("heard 0") < events.index(f"token {last}")
 
 
-def test_stop_mid_reply_ends_generation_and_synthesis(pipeline: ReplyPipeline) -> None:
-    baseline = threading.active_count()
+def test_stop_ends_writing_and_speaking_and_no_later_sound_is_handed_out() -> None:
+    events = Events()
+    model = ScriptedModel(STORY, events=events)
+    model.before_token = hold_until(events, len(model.pieces) - 2, "stop pressed")
+    voice = SilentVoice(events, before_chunk=lambda n: n == 1 and events.wait_for("stop pressed"))
+    pipeline = pipeline_for(model, voice)
     stop = threading.Event()
-    updates = pipeline.reply(STORY, stop, pipeline.options())
+    updates = pipeline.reply(ASK, stop, pipeline.options())
     for update in updates:
         if update.audio is not None:
             break
     stop.set()
-    stopped_at = time.perf_counter()
+    events.add("stop pressed")
     rest = list(updates)
-    assert time.perf_counter() - stopped_at < 1.5
-    assert sum(u.audio is not None for u in rest) <= 1, "queued synthesis is dropped"
-    assert wait_until(lambda: not generation_threads(), timeout=2.0)
-    assert wait_until(lambda: threading.active_count() <= baseline, timeout=2.0)
+    after = events.items[events.index("stop pressed") :]
+    assert "stopped" in after and not any(item.startswith("token") for item in after), after
+    assert not any(update.audio is not None for update in rest), "audio of a stopped reply is dropped"
+    assert not any(item.startswith("speak") for item in after), "no new chunk is spoken after Stop"
+    assert rest[-1].final
+    assert wait_until(lambda: not generation_threads())
 
 
-def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
+def test_closing_the_reply_stops_the_model_and_frees_every_thread() -> None:
     """What a closed tab does: Gradio closes the generator at its next yield."""
-    updates = pipeline.reply(STORY, threading.Event(), pipeline.options())
+    events = Events()
+    model = ScriptedModel(STORY, events=events, before_token=hold_until(events, 3, "closed"))
+    pipeline = pipeline_for(model, SilentVoice(events))
+    updates = pipeline.reply(ASK, threading.Event(), pipeline.options())
     next(updates)
     updates.close()
-    assert wait_until(lambda: not generation_threads(), timeout=2.0)
+    events.add("closed")
+    events.wait_for("stopped")
+    assert model.written == 3
+    assert wait_until(lambda: not generation_threads())
 
 
-def test_a_failing_voice_leaves_the_text_going(model, settings: Settings) -> None:
-    class BrokenVoice(SilentVoice):
-        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-            raise RuntimeError("voice exploded")
-
-    pipeline = ReplyPipeline(model, VoiceSet({"silent": BrokenVoice()}, "silent"), settings)
-    updates, _ = run(pipeline, SKY)
-    assert updates[-1].final and "blue" in updates[-1].text.lower()
-    assert all(u.audio is None for u in updates)
-
-
-def test_the_voice_speaks_with_the_model_a_thread_short(model, settings: Settings) -> None:
-    class WatchedVoice(SilentVoice):
-        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-            threads_wanted.append(pipeline.cores.wanted)
-            return super()._synthesize(text, length_scale)
-
-    threads_wanted: list[int] = []
-    pipeline = ReplyPipeline(model, VoiceSet({"silent": WatchedVoice()}, "silent"), settings)
-    run(pipeline, SKY)
-    assert threads_wanted and set(threads_wanted) == {max(1, settings.threads - 1)}
-    assert pipeline.cores.wanted == settings.threads  # given back once the voice is done
+def test_a_model_error_mid_reply_is_raised_after_the_text_so_far_and_the_voice_ends() -> None:
+    model = ScriptedModel(STORY, fail_at=8, error=ValueError("out of memory"))
+    pipeline = pipeline_for(model, SilentVoice())
+    seen: list[str] = []
+    with pytest.raises(ValueError, match="out of memory"):
+        for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
+            seen.append(update.text)
+    assert seen[-1] == "".join(model.pieces[:8])
+    assert wait_until(lambda: not generation_threads())
 
 
-def test_respond_streams_valid_wav_segments_and_a_replay(pipeline: ReplyPipeline, settings: Settings) -> None:
-    outputs = list(respond(pipeline, settings, "Explain in three sentences why the sky is blue.", []))
-    audio = [out[2] for out in outputs if isinstance(out[2], bytes)]
-    rates = {soundfile.info(io.BytesIO(a)).samplerate for a in audio}
-    assert rates == {pipeline.sample_rate}
-    assert all(soundfile.info(io.BytesIO(a)).subtype == "PCM_16" for a in audio)
-    speech = [a for a in audio if wav_duration(a) > 0.2]
-    replay_rate, replay = outputs[-1][3]
-    assert replay_rate == pipeline.sample_rate
-    assert replay.size / replay_rate == pytest.approx(sum(wav_duration(a) for a in speech), abs=0.01)
-    assert "first audio" in outputs[-1][4]
+def test_a_voice_that_fails_leaves_the_text_going() -> None:
+    updates = reply(pipeline_for(ScriptedModel(STORY), SilentVoice(fail=True)))
+    assert updates[-1].final and updates[-1].text == STORY
+    assert not any(update.audio is not None for update in updates)
 
 
-def test_a_new_message_supersedes_the_running_reply(pipeline: ReplyPipeline, settings: Settings) -> None:
-    session: dict = {}
-    old = respond(pipeline, settings, "Tell me a long story about a dragon.", [], session=session)
-    next(old), next(old)
-    new = list(respond(pipeline, settings, "What is the capital of France?", [], session=session))
-    assert "Paris" in new[-1][1][-1]["content"]
-    assert list(old) == [], "the old reply stops writing into the chat"
+def test_text_only_never_calls_the_voice() -> None:
+    voice = SilentVoice()
+    updates = reply(pipeline_for(ScriptedModel(STORY), voice), speak=False)
+    assert updates[-1].text == STORY
+    assert voice.spoken == [] and not any(update.audio is not None for update in updates)
 
 
-def test_served_stream_decodes_to_the_spoken_length(app_url: str) -> None:
-    client = Client(app_url, verbose=False, download_files=False)
-    job = client.submit("Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat")
-    outputs = list(job)
-    final = job.outputs()[-1]
-    stream = next(out[2] for out in outputs if isinstance(out[2], dict) and out[2].get("url"))
-    playlist = httpx.get(stream["url"], timeout=30)
-    assert playlist.status_code == 200 and "#EXTINF" in playlist.text
-    aac = httpx.get(stream["url"].replace("playlist.m3u8", "playlist-file"), timeout=60)
-    assert aac.status_code == 200
-    decoded = subprocess.run(
-        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", "22050", "-"],
-        input=aac.content,
-        capture_output=True,
-        check=True,
-    ).stdout
-    streamed_seconds = len(decoded) / 2 / 22050
-    replay = httpx.get(final[3]["url"], timeout=30)
-    replay_seconds = wav_duration(replay.content)
-    segments = sum(1 for out in outputs if isinstance(out[2], dict) and out[2].get("url")) or 1
-    assert replay_seconds > 2
-    # The stream carries the speech plus a 0.1 s tail after each segment, and AAC's priming frames.
-    assert replay_seconds - 0.3 < streamed_seconds < replay_seconds + 0.15 * segments + 1.0
+def emitted_at(pieces: list[str], settings: Settings) -> list[int]:
+    """For each chunk, the token after which the chunker hands it to the voice."""
+    chunker = TextChunker(rules_from_settings(settings))
+    return [index for index, piece in enumerate(pieces) for _ in chunker.feed(piece)]
+
+
+@pytest.mark.parametrize("pause_for_first_audio", [True, False])
+def test_the_model_is_asked_to_pause_until_the_first_sound_is_out_and_never_after(pause_for_first_audio: bool) -> None:
+    """The model writes the token after the first chunk while the voice is speaking that chunk
+    (asked to pause then, when the setting is on), and its last token once the consumer has
+    taken the first sound and moved on (never asked to pause then)."""
+    events = Events()
+    model = ScriptedModel(STORY, events=events)
+    voice = SilentVoice(events)
+    pipeline = pipeline_for(model, voice, pause_for_first_audio=pause_for_first_audio)
+    first, last = emitted_at(model.pieces, pipeline.settings)[0] + 1, len(model.pieces) - 1
+    holds = {first: "speak 0", last: "moved on"}
+    model.before_token = lambda index: index in holds and events.wait_for(holds[index])
+    voice.before_chunk = lambda number: number == 0 and events.wait_for(f"token {first}")
+    heard = False
+    for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
+        if heard and "moved on" not in events.items:
+            events.add("moved on")
+        heard = heard or update.audio is not None
+    assert (first in model.paused_at) is pause_for_first_audio
+    assert last not in model.paused_at
+
+
+def test_listed_words_are_masked_in_the_text_and_never_spoken() -> None:
+    voice = SilentVoice()
+    updates = reply(pipeline_for(ScriptedModel(STORY), voice, blocked_words="robot,paint"))
+    assert "robot" not in updates[-1].text and "*****" in updates[-1].text
+    assert voice.spoken and not any("robot" in said or "paint " in said for said in voice.spoken)
+
+
+def test_a_long_conversation_loses_its_oldest_turns_to_fit_the_context() -> None:
+    model = ScriptedModel("Fine.", context_length=200)
+    pipeline = pipeline_for(model, max_new_tokens=50)
+    turn = "word " * 30
+    history = [{"role": "system", "content": "Be kind."}]
+    history += [{"role": ("user", "assistant")[i % 2], "content": f"{i} {turn}"} for i in range(10)]
+    history.append({"role": "user", "content": "And now?"})
+    list(pipeline.reply(history, threading.Event(), pipeline.options(speak=False)))
+    prompt = model.prompts[-1]
+    assert model.count_tokens(prompt) <= 200 - 50
+    assert prompt[0] == history[0] and prompt[-1] == history[-1]
+    assert prompt[1]["role"] == "user" and prompt[1] != history[1], "whole exchanges go, oldest first"
+    assert [m["content"] for m in prompt[1:-1]] == [m["content"] for m in history[-1 - (len(prompt) - 2) : -1]]
+
+
+def test_the_timeline_names_the_voice_and_model_and_counts_what_happened() -> None:
+    updates = reply(pipeline_for(ScriptedModel(STORY, name="tiny-model"), SilentVoice()))
+    timeline = updates[-1].timeline
+    assert timeline.tokens == len(STORY.split())
+    assert timeline.first_token is not None and timeline.first_audio is not None
+    assert timeline.first_token <= timeline.first_audio <= timeline.done
+    assert len(timeline.segments) == sum(update.audio is not None for update in updates)
+    summary = timeline.summary()
+    assert "voice Silent (tests)" in summary and summary.endswith("model tiny-model")

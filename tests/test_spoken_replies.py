@@ -1,0 +1,169 @@
+"""Spoken replies through the real SmolLM2 and Piper: what only the real models and server can show.
+
+The order of events (overlap, Stop, errors, pauses) is tested fast in test_pipeline.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import threading
+
+import httpx
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile
+import torch
+from gradio_client import Client
+
+from speakstream.audio import wav_duration
+from speakstream.chunker import TextChunker, rules_from_settings
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings
+from speakstream.speech_text import SpeechCleaner
+from speakstream.torch_threads import CoreShare
+from speakstream.ui import respond
+from speakstream.voices import VoiceSet
+
+from fakes import SilentVoice
+from support import generation_threads, wait_until
+
+pytestmark = pytest.mark.slow
+
+SKY = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
+STORY = [{"role": "user", "content": "Tell me a short story about a robot who learns to paint."}]
+
+
+def run(pipeline: ReplyPipeline, messages, **options) -> list:
+    return list(pipeline.reply(messages, threading.Event(), pipeline.options(**options)))
+
+
+def test_audio_arrives_before_the_text_is_finished(pipeline: ReplyPipeline, piper_voice) -> None:
+    updates = run(pipeline, SKY)
+    final = updates[-1]
+    assert final.final and final.timeline.first_audio is not None
+    audio_at = [i for i, u in enumerate(updates) if u.audio is not None]
+    text_at = [i for i, u in enumerate(updates) if u.audio is None and not u.final]
+    assert len(audio_at) >= 2, "a multi-sentence reply is spoken in several segments"
+    assert audio_at[0] < text_at[-1], "the first segment must be heard while the text is still being written"
+    assert final.text.count(".") >= 2
+
+
+def test_segments_cover_the_whole_reply_at_one_rate(pipeline: ReplyPipeline, piper_voice, settings: Settings) -> None:
+    updates = run(pipeline, SKY)
+    segments = [u.audio for u in updates if u.audio is not None]
+    assert all(s.dtype == np.int16 and s.ndim == 1 for s in segments)
+    streamed = sum(s.size for s in segments) / pipeline.sample_rate
+    chunker, cleaner = TextChunker(rules_from_settings(settings)), SpeechCleaner()
+    chunks = [cleaner.clean(c) for c in chunker.feed(updates[-1].text) + chunker.flush()]
+    expected = sum(piper_voice.synthesize(c).size for c in chunks if c) / piper_voice.sample_rate
+    assert streamed == pytest.approx(expected, rel=0.15)
+    assert updates[-1].timeline.audio_seconds == pytest.approx(streamed)
+
+
+def test_text_only_yields_no_audio(pipeline: ReplyPipeline) -> None:
+    updates = run(pipeline, SKY, speak=False)
+    assert all(u.audio is None for u in updates)
+    assert updates[-1].text
+
+
+def test_stop_mid_reply_ends_generation_and_synthesis(pipeline: ReplyPipeline) -> None:
+    baseline = threading.active_count()
+    stop = threading.Event()
+    updates = pipeline.reply(STORY, stop, pipeline.options())
+    for update in updates:
+        if update.audio is not None:
+            break
+    stop.set()
+    rest = list(updates)
+    assert rest[-1].final
+    assert sum(u.audio is not None for u in rest) <= 1, "only a segment already handed on before Stop"
+    assert wait_until(lambda: not generation_threads())
+    assert wait_until(lambda: threading.active_count() <= baseline)
+
+
+def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
+    """What a closed tab does: Gradio closes the generator at its next yield."""
+    updates = pipeline.reply(STORY, threading.Event(), pipeline.options())
+    next(updates)
+    updates.close()
+    assert wait_until(lambda: not generation_threads())
+
+
+class WatchedCores(CoreShare):
+    """The core share, noting on each token the generating thread's own torch thread count,
+    and whether a voice was speaking then."""
+
+    def __init__(self, threads: int) -> None:
+        super().__init__(threads)
+        self.seen: list[tuple[bool, int]] = []
+
+    def follow(self) -> None:
+        super().follow()
+        self.seen.append((self._speaking > 0, torch.get_num_threads()))
+
+
+def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settings: Settings) -> None:
+    """The voice holds its first chunk until the model has written a token meanwhile."""
+    cores = WatchedCores(2)
+
+    class PatientVoice(SilentVoice):
+        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+            assert wait_until(lambda: any(speaking for speaking, _ in cores.seen))
+            return super()._synthesize(text, length_scale)
+
+    unpaused = dataclasses.replace(settings, pause_for_first_audio=False)
+    pipeline = ReplyPipeline(model, VoiceSet({"silent": PatientVoice()}, "silent"), unpaused)
+    pipeline.cores = cores
+    run(pipeline, SKY)
+    assert {count for speaking, count in cores.seen if speaking} == {1}
+    assert {count for speaking, count in cores.seen if not speaking} == {2}
+
+
+def test_respond_streams_valid_wav_segments_and_a_replay(pipeline: ReplyPipeline, settings: Settings) -> None:
+    outputs = list(respond(pipeline, settings, "Explain in three sentences why the sky is blue.", []))
+    audio = [out[2] for out in outputs if isinstance(out[2], bytes)]
+    rates = {soundfile.info(io.BytesIO(a)).samplerate for a in audio}
+    assert rates == {pipeline.sample_rate}
+    assert all(soundfile.info(io.BytesIO(a)).subtype == "PCM_16" for a in audio)
+    speech = [a for a in audio if wav_duration(a) > 0.2]
+    replay_rate, replay = outputs[-1][3]
+    assert replay_rate == pipeline.sample_rate
+    assert replay.size / replay_rate == pytest.approx(sum(wav_duration(a) for a in speech), abs=0.01)
+    assert "first audio" in outputs[-1][4]
+
+
+def test_a_new_message_supersedes_the_running_reply(pipeline: ReplyPipeline, settings: Settings) -> None:
+    session: dict = {}
+    old = respond(pipeline, settings, "Tell me a long story about a dragon.", [], session=session)
+    next(old), next(old)
+    new = list(respond(pipeline, settings, "What is the capital of France?", [], session=session))
+    assert "Paris" in new[-1][1][-1]["content"]
+    assert list(old) == [], "the old reply stops writing into the chat"
+
+
+def test_served_stream_decodes_to_the_spoken_length(app_url: str) -> None:
+    client = Client(app_url, verbose=False, download_files=False)
+    job = client.submit("Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat")
+    outputs = list(job)
+    final = job.outputs()[-1]
+    stream = next(out[2] for out in outputs if isinstance(out[2], dict) and out[2].get("url"))
+    playlist = httpx.get(stream["url"], timeout=30)
+    assert playlist.status_code == 200 and "#EXTINF" in playlist.text
+    aac = httpx.get(stream["url"].replace("playlist.m3u8", "playlist-file"), timeout=60)
+    assert aac.status_code == 200
+    decoded = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", "-", "-f", "s16le", "-ac", "1", "-ar", "22050", "-"],
+        input=aac.content,
+        capture_output=True,
+        check=True,
+    ).stdout
+    streamed_seconds = len(decoded) / 2 / 22050
+    replay = httpx.get(final[3]["url"], timeout=30)
+    replay_seconds = wav_duration(replay.content)
+    segments = sum(1 for out in outputs if isinstance(out[2], dict) and out[2].get("url")) or 1
+    assert replay_seconds > 2
+    # The stream carries the speech plus a 0.1 s tail after each segment, and AAC's priming frames.
+    assert replay_seconds - 0.3 < streamed_seconds < replay_seconds + 0.15 * segments + 1.0
