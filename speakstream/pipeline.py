@@ -125,11 +125,13 @@ class ReplyOptions:
 
 @dataclass(frozen=True)
 class ReplyUpdate:
-    """The reply's text so far, and a new audio segment (int16 samples) when one is ready."""
+    """The reply's text so far, and a new audio segment (int16 samples) when one is ready,
+    with the piece of the reply's text it speaks (as written, for the page to highlight)."""
 
     text: str
     timeline: Timeline
     audio: np.ndarray | None = None
+    spoken: str = ""
     final: bool = False
 
 
@@ -221,14 +223,15 @@ class ReplyPipeline:
                     text += str(value)
                     yield ReplyUpdate(self.content_filter.mask(text), timeline)
                 elif kind == "audio":
-                    assert isinstance(value, np.ndarray)
+                    assert isinstance(value, tuple)
+                    samples, spoken = value
                     first = timeline.first_audio is None
                     timeline.mark("first_audio")
                     timeline.last_audio = timeline.now()
-                    timeline.segments.append((timeline.last_audio, value.size / self.sample_rate))
+                    timeline.segments.append((timeline.last_audio, samples.size / self.sample_rate))
                     if first and self.settings.pause_for_first_audio:
                         pause.set()
-                    yield ReplyUpdate(self.content_filter.mask(text), timeline, audio=value)
+                    yield ReplyUpdate(self.content_filter.mask(text), timeline, audio=samples, spoken=spoken)
                     pause.clear()
                 elif kind == "error":
                     assert isinstance(value, BaseException)
@@ -289,7 +292,8 @@ class ReplyPipeline:
             while (chunk := chunks.get()) is not None:
                 if stop.is_set():
                     continue  # drain without speaking: the reply was stopped
-                spoken = cleaner.clean(self.content_filter.mask(chunk))
+                shown = self.content_filter.mask(chunk)
+                spoken = cleaner.clean(shown)
                 if not spoken:
                     continue
                 started = time.perf_counter()
@@ -308,6 +312,6 @@ class ReplyPipeline:
                     continue
                 samples = with_fades(resample(samples, voice.sample_rate, self.sample_rate), self.sample_rate)
                 timeline.audio_seconds += samples.size / self.sample_rate
-                events.put(("audio", samples))
+                events.put(("audio", (samples, shown)))
         finally:
             events.put(("done", "voice"))

@@ -101,6 +101,11 @@ class Settings:
         1, "Threads for the Piper voice (onnxruntime). Coqui voices share torch's threads with the model."
     )
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
+    player: str = _opt(
+        "webaudio",
+        "How the page plays speech: webaudio (the page schedules each segment itself: sound sooner, no stalls) "
+        "or hls (Gradio's streaming audio element, through ffmpeg and HLS; the benchmark's baseline).",
+    )
     first_chunk_max_chars: int = _opt(
         24, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
     )

@@ -1,14 +1,12 @@
-"""The Gradio Blocks page: chat, message box, Send / Stop / Clear, voice controls, streaming audio.
+"""The Gradio Blocks page: chat, message box, Send / Stop / Clear, voice controls, the player.
 
 Event handlers are module-level functions bound to the pipeline with ``functools.partial``,
 so tests can call them without a browser. The chat event is published as ``/chat`` for
-``gradio_client``.
+``gradio_client``. How the audio reaches the listener is :mod:`speakstream.player`.
 
-Gradio plays streamed audio through an HLS playlist fed by one ffmpeg encoder. What works
-best with it (see FIELD_NOTES): send nothing (``gr.skip()``) for the audio until the first
-segment exists; after that, flush the encoder with a one-sample "drain" WAV on every
-text-only update; and end every segment with drain, a short silence, drain, so the
-playlist always ends on a short segment and playback never stalls at a seam.
+What a browser keeps across reloads (never the server) is two encrypted entries in its local
+storage: the conversation, written by the reply itself when it ends (and by Stop, Undo and
+Clear), and the settings, written when one changes.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ import html
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent import futures
 from typing import Any
@@ -26,23 +25,19 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from speakstream.audio import silence, wav_bytes
 from speakstream.conversation import InvalidMessage, clean_message, content_text, for_display, to_model_messages
 from speakstream.limits import RateLimiter
 from speakstream.model import ModelLoadError, Sampling, model_label
 from speakstream.pipeline import ReplyOptions, ReplyPipeline
+from speakstream.player import CLEAR_JS, STOP_JS, AudioStream, audio_stream, player_component
 from speakstream.replay_files import ReplayFiles
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
 History = list[dict[str, Any]]
-# (message box, chat, streamed audio, whole-reply audio, stats line)
-ChatOutputs = tuple[Any, History, Any, Any, Any]
-SEGMENT_TAIL_SECONDS = 0.1
-STOP_PLAYBACK_JS = "() => { document.querySelectorAll('audio').forEach((a) => a.pause()); }"
-# A new message silences the reply still playing; its inputs pass through unchanged
-PASS_THROUGH_STOP_JS = "(...args) => { document.querySelectorAll('audio').forEach((a) => a.pause()); return args; }"
+# (message box, chat, player, whole-reply audio, stats line, the conversation the browser keeps)
+ChatOutputs = tuple[Any, History, Any, Any, Any, Any]
 EXAMPLE_PROMPTS = [
     "What is the capital of France?",
     "Explain in three sentences why the sky is blue.",
@@ -65,10 +60,6 @@ SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
 }
 MAX_SAVED_MESSAGES = 100
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
-
-
-def _drain(rate: int) -> bytes:
-    return wav_bytes(silence(1 / rate, rate), rate)
 
 
 def respond(
@@ -109,7 +100,7 @@ def respond(
             raise InvalidMessage(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.")
     except (InvalidMessage, ModelLoadError) as problem:
         gr.Warning(str(problem))
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
     chosen = reply_settings(settings, system_prompt, temperature, top_p, max_new_tokens, repetition_penalty)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
@@ -119,7 +110,8 @@ def respond(
     session["stop"] = stop
     before = history
     history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
-    yield "", history, gr.skip(), None, ""
+    stream = audio_stream(settings.player, uuid.uuid4().hex[:16], pipeline.sample_rate)
+    yield "", history, stream.start(), None, "", gr.skip()
     try:
         yield from _wait_for_model(pipeline, model_spec, history, stop)
         if stop.is_set():
@@ -132,16 +124,16 @@ def respond(
                 sampling=Sampling.from_settings(chosen),
                 model=chosen_model,
             )
-            yield from _stream_reply(pipeline, messages, history, stop, options, session, replays)
+            yield from _stream_reply(pipeline, messages, history, stop, options, session, stream, replays)
     except ModelLoadError as problem:  # the chosen model cannot be loaded: nothing was said yet
         log.warning("%s", problem)
         gr.Warning(str(problem))
-        yield message, before, gr.skip(), gr.skip(), gr.skip()
+        yield message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()
     except Exception:
         log.exception("Reply failed")
         so_far = history[-1]["content"]
         history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{ERROR_NOTE}" if so_far else ERROR_NOTE}
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), remember_chat(history)
     finally:
         stop.set()
 
@@ -156,7 +148,7 @@ def _wait_for_model(
         seconds = time.monotonic() - started
         note = f"*Loading {model_label(spec)}… {seconds:.0f} s (first use; then it stays loaded for everyone)*"
         history[-1] = {"role": "assistant", "content": note}
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip()
+        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         futures.wait([loading], timeout=LOADING_TICK_SECONDS)
     if not stop.is_set():
         loading.result()  # raises ModelLoadError when the load failed
@@ -170,12 +162,11 @@ def _stream_reply(
     stop: threading.Event,
     options: ReplyOptions,
     session: dict[str, Any],
+    stream: AudioStream,
     replays: ReplayFiles | None,
 ) -> Iterator[ChatOutputs]:
-    """The reply's text and speech, in the order Gradio's streaming player handles best."""
+    """The reply's text, its audio for the page's player, then its whole audio, timings and the saved chat."""
     rate = pipeline.sample_rate
-    drain = _drain(rate)
-    tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
     spoken: list[np.ndarray] = []
     for update in pipeline.reply(messages, stop, options):
         if session.get("stop") is not stop:
@@ -183,16 +174,17 @@ def _stream_reply(
         history[-1] = {"role": "assistant", "content": update.text}
         if update.audio is not None:
             spoken.append(update.audio)
-            for segment in (wav_bytes(update.audio, rate), drain, tail, drain):
-                yield gr.skip(), history, segment, gr.skip(), gr.skip()
+            for audio in stream.segment(update.audio, update.spoken):
+                yield gr.skip(), history, audio, gr.skip(), gr.skip(), gr.skip()
         elif update.final:
             whole = None
             if spoken:
                 samples = np.concatenate(spoken)
                 whole = replays.write(samples, rate) if replays else (rate, samples)
-            yield gr.skip(), history, drain if spoken else gr.skip(), whole, update.timeline.summary()
+            summary = update.timeline.summary()
+            yield gr.skip(), history, stream.end(), whole, summary, remember_chat(history)
         else:
-            yield gr.skip(), history, drain if spoken else gr.skip(), gr.skip(), gr.skip()
+            yield gr.skip(), history, stream.text(), gr.skip(), gr.skip(), gr.skip()
 
 
 def reply_settings(
@@ -235,33 +227,38 @@ def last_turn_removed(history: History | None) -> tuple[str, History]:
     return "", history
 
 
-def clear_chat() -> tuple[History, str, None, None, str, dict[str, Any]]:
+def clear_chat() -> tuple[History, str, None, None, str, list[Any], dict[str, Any]]:
     """Empty the conversation, the message box, both players, the stats line and what the browser saved.
 
-    The browser's storage is overwritten with ``{}``: Gradio does not store empty values at all.
+    The browser's storage is overwritten with empty values that Gradio still stores (it skips
+    ``None`` and ``""``).
     """
-    return [], "", None, None, "", {}
+    return [], "", None, None, "", [], {}
 
 
-def remember(history: History | None, *values: Any) -> dict[str, Any]:
-    """What this browser keeps across page reloads (never the server): the conversation and settings."""
+def remember_chat(history: History | None) -> list[dict[str, str]]:
+    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones."""
     messages = [
         {"role": item["role"], "content": content_text(item.get("content"))}
         for item in history or []
         if item.get("role") in ("user", "assistant")
     ]
-    return {"history": messages[-MAX_SAVED_MESSAGES:], "settings": dict(zip(SAVED_CONTROLS, values, strict=True))}
+    return messages[-MAX_SAVED_MESSAGES:]
 
 
-def restore(pipeline: ReplyPipeline, settings: Settings, saved: Any) -> list[Any]:
-    """Put back what :func:`remember` saved; anything this server cannot use now is left as it is."""
-    saved = saved if isinstance(saved, dict) else {}
+def remember_settings(*values: Any) -> dict[str, Any]:
+    """The settings this browser keeps across reloads, by name."""
+    return dict(zip(SAVED_CONTROLS, values, strict=True))
+
+
+def restore(pipeline: ReplyPipeline, settings: Settings, chat: Any, chosen: Any) -> list[Any]:
+    """Put back what the browser saved; anything this server cannot use now is left as it is."""
     history = [
         {"role": item["role"], "content": item["content"]}
-        for item in saved.get("history") or []
+        for item in (chat if isinstance(chat, list) else [])
         if isinstance(item, dict) and item.get("role") in ("user", "assistant") and isinstance(item.get("content"), str)
     ]
-    values = saved.get("settings") if isinstance(saved.get("settings"), dict) else {}
+    values = chosen if isinstance(chosen, dict) else {}
     restored: list[Any] = [history or gr.skip()]
     for name, kind in SAVED_CONTROLS.items():
         value = values.get(name)
@@ -280,11 +277,6 @@ def restore(pipeline: ReplyPipeline, settings: Settings, saved: Any) -> list[Any
 def toggle_stats(show: bool) -> dict[str, Any]:
     """Show or hide the per-reply timing line."""
     return gr.update(visible=show)
-
-
-def stop_playback() -> None:
-    """Clear the streaming player after Stop (the page's script has already paused it)."""
-    return None
 
 
 def voice_status(pipeline: ReplyPipeline) -> str:
@@ -327,14 +319,7 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
             undo = gr.Button("Undo", min_width=60, elem_id="undo")
             clear = gr.Button("Clear", min_width=60, elem_id="clear")
         gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
-        audio = gr.Audio(
-            label="Spoken reply",
-            streaming=True,
-            autoplay=True,
-            interactive=False,
-            buttons=["download"],
-            elem_id="reply-audio",
-        )
+        player = player_component(settings.player)
         stats = gr.Markdown("", elem_id="stats")
         with gr.Accordion("Voice and replay", open=False):
             with gr.Row():
@@ -383,7 +368,8 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
         gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
 
         session = gr.State({})
-        saved = gr.BrowserState(None, storage_key="speakstream")
+        saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
+        saved_settings = gr.BrowserState(None, storage_key="speakstream-settings")
         named = {
             "voice": voice,
             "speaking_rate": speaking_rate,
@@ -416,39 +402,49 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
                 model,
                 session,
             ],
-            "outputs": [message, chatbot, audio, replay, stats],
+            "outputs": [message, chatbot, player, replay, stats, saved_chat],
             "concurrency_limit": settings.concurrency_limit,
             "concurrency_id": "reply",
             "trigger_mode": "multiple",
+            "show_progress_on": [chatbot],  # not on the player: its controls stay usable
         }
         quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
-        keep: dict[str, Any] = {"fn": remember, "inputs": [chatbot, *controls], "outputs": [saved], **quick}
-        submitted = message.submit(handler, api_name="chat", js=PASS_THROUGH_STOP_JS, **chat_io)
-        clicked = send.click(handler, api_visibility="private", js=PASS_THROUGH_STOP_JS, **chat_io)
-        retried = retry.click(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick).then(
-            handler, api_visibility="private", **chat_io
-        )
+        keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}
+        submitted = message.submit(handler, api_name="chat", js=STOP_JS, **chat_io)
+        clicked = send.click(handler, api_visibility="private", js=STOP_JS, **chat_io)
+        retried = retry.click(
+            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, **quick
+        ).then(handler, api_visibility="private", **chat_io)
         replies = [submitted, clicked, retried]
-        for reply in replies:
-            reply.then(**keep)
-        undo.click(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], cancels=replies, **quick).then(
-            **keep
-        )
+        undo.click(
+            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, cancels=replies, **quick
+        ).then(**keep_chat)
         show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], **quick)
-        stop.click(stop_playback, outputs=[audio], js=STOP_PLAYBACK_JS, cancels=replies, **quick).then(**keep)
+        stop.click(None, js=STOP_JS, cancels=replies, **quick).then(**keep_chat)
         # Our Clear button and the chat's own trash icon do the same
         gr.on(
             [clear.click, chatbot.clear],
             clear_chat,
-            outputs=[chatbot, message, audio, replay, stats, saved],
-            js=STOP_PLAYBACK_JS,
+            outputs=[chatbot, message, player, replay, stats, saved_chat, saved_settings],
+            js=CLEAR_JS,
             cancels=replies,
             **quick,
         )
-        gr.on([control.change for control in controls], trigger_mode="always_last", **keep)
+        # Saved when a setting changes (restoring them saves what was saved: the same values).
+        gr.on(
+            [control.change for control in controls],
+            remember_settings,
+            inputs=controls,
+            outputs=[saved_settings],
+            trigger_mode="always_last",
+            **quick,
+        )
         # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
         demo.load(
-            functools.partial(restore, pipeline, settings), inputs=[saved], outputs=[chatbot, *controls], **quick
+            functools.partial(restore, pipeline, settings),
+            inputs=[saved_chat, saved_settings],
+            outputs=[chatbot, *controls],
+            **quick,
         ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
     demo.queue(max_size=settings.queue_size)
     return demo

@@ -5,14 +5,14 @@ Through a scripted model and a silent voice, so each test sets the order of even
 
 from __future__ import annotations
 
+import base64
 import dataclasses
-import io
 import itertools
 import threading
 from collections.abc import Callable
 
+import numpy as np
 import pytest
-import soundfile
 
 from speakstream.conversation import content_text
 from speakstream.model_pool import ModelPool
@@ -55,17 +55,31 @@ def test_a_message_clears_the_box_shows_both_turns_then_streams_the_reply_and_it
     assert "first token" in stats and "voice Silent (tests)" in stats and stats.endswith("model scripted")
 
 
-def test_the_streamed_segments_add_up_to_the_replay_at_one_rate() -> None:
+def test_the_player_gets_each_segment_once_with_the_text_it_speaks_and_the_replay_holds_them_all() -> None:
     pipeline, settings = app()
     outputs = list(respond(pipeline, settings, "Hi", []))
-    segments = [out[2] for out in outputs if isinstance(out[2], bytes)]
-    infos = [soundfile.info(io.BytesIO(segment)) for segment in segments]
-    assert {info.samplerate for info in infos} == {pipeline.sample_rate}
-    assert {info.subtype for info in infos} == {"PCM_16"}
+    values = [out[2] for out in outputs if isinstance(out[2], dict) and "reply" in out[2]]
+    assert values[0]["segments"] == [] and len({value["reply"] for value in values}) == 1
+    counts = [len(value["segments"]) for value in values]
+    assert counts == sorted(counts) and counts[-1] == len(pipeline.voices.get(None).spoken) >= 2
+    assert values[-1]["done"] and not any(value["done"] for value in values[:-1])
+    segments = values[-1]["segments"]
+    assert "".join(segment["text"] for segment in segments).replace(" ", "") == ANSWER.replace(" ", "")
+    pcm = np.concatenate([np.frombuffer(base64.b64decode(segment["pcm"]), dtype="<i2") for segment in segments])
+    assert values[-1]["rate"] == pipeline.sample_rate
     rate, replay = outputs[-1][3]
-    assert rate == pipeline.sample_rate
-    speech = sum(info.frames for info in infos if info.frames > 0.2 * rate)
-    assert replay.size == speech
+    assert rate == pipeline.sample_rate and np.array_equal(replay, pcm)
+
+
+def test_a_finished_reply_is_what_the_browser_keeps() -> None:
+    pipeline, settings = app()
+    outputs = list(respond(pipeline, settings, "Hi", [{"role": "user", "content": "Hello"}]))
+    assert outputs[-1][5] == [
+        {"role": "user", "content": "Hello"},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": ANSWER},
+    ]
+    assert not any(isinstance(out[5], list) for out in outputs[:-1]), "saved once, when the reply is complete"
 
 
 def test_text_only_sends_no_audio() -> None:
@@ -92,7 +106,8 @@ def test_a_new_message_stops_the_reply_still_running_in_the_same_session() -> No
     pipeline, settings = app(model)
     session: dict = {}
     old = respond(pipeline, settings, "Tell me a long story.", [], session=session)
-    next(old), next(old)  # the user's turn is shown; the reply is being written
+    while not shown(next(old)):  # until the reply is being written
+        pass
     model.before_token = None
     new = respond(pipeline, settings, "What is the capital of France?", [], session=session)
     next(new)  # the new message is in: the old reply is told to stop

@@ -8,8 +8,18 @@ import pytest
 from speakstream.conversation import content_text, for_display
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.ui import SAVED_CONTROLS, last_turn_removed, remember, reply_settings, respond, restore
+from speakstream.ui import (
+    SAVED_CONTROLS,
+    last_turn_removed,
+    remember_chat,
+    remember_settings,
+    reply_settings,
+    respond,
+    restore,
+)
+from speakstream.voices import VoiceSet
 
+from fakes import ScriptedModel, SilentVoice
 from support import PIRATE_WORDS, words
 
 
@@ -55,14 +65,6 @@ def test_max_new_tokens_is_respected(pipeline: ReplyPipeline, settings: Settings
 
 
 @pytest.mark.slow
-def test_text_only_yields_no_audio_and_speech_does(pipeline: ReplyPipeline, settings: Settings) -> None:
-    quiet = list(respond(pipeline, settings, "Hi! How are you today?", [], text_only=True))
-    spoken = list(respond(pipeline, settings, "Hi! How are you today?", []))
-    assert not any(isinstance(out[2], bytes) for out in quiet)
-    assert any(isinstance(out[2], bytes) for out in spoken)
-
-
-@pytest.mark.slow
 def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, settings: Settings) -> None:
     def seconds(rate: float) -> float:
         outputs = list(respond(pipeline, settings, "Hi! How are you today?", [], speaking_rate=rate))
@@ -72,27 +74,32 @@ def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, sett
     assert seconds(0.7) > seconds(1.4) * 1.4
 
 
-@pytest.mark.slow
-def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_left_alone(
-    pipeline: ReplyPipeline, settings: Settings
-) -> None:
+def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_left_alone() -> None:
+    settings = Settings()
+    voice = SilentVoice()
+    pipeline = ReplyPipeline(ScriptedModel(), VoiceSet({voice.key: voice}, voice.key), settings)
     history = [
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
         {"role": "assistant", "content": "Hello!"},
+        {"role": "system", "content": "not kept"},
     ]
-    chosen = {**dict.fromkeys(SAVED_CONTROLS), "voice": "piper", "speaking_rate": 1.3, "text_only": True}
+    chosen = {**dict.fromkeys(SAVED_CONTROLS), "voice": "silent", "speaking_rate": 1.3, "text_only": True}
     chosen |= {"system_prompt": "Be brief.", "max_new_tokens": 64, "model": settings.llm}
-    saved = remember(history, *chosen.values())
-    restored = restore(pipeline, settings, saved)
+    restored = restore(pipeline, settings, remember_chat(history), remember_settings(*chosen.values()))
     assert restored[0] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     values = dict(zip(SAVED_CONTROLS, restored[1:], strict=True))
-    assert values["voice"] == "piper" and values["speaking_rate"] == 1.3 and values["text_only"] is True
+    assert values["voice"] == "silent" and values["speaking_rate"] == 1.3 and values["text_only"] is True
     assert values["system_prompt"] == "Be brief." and values["max_new_tokens"] == 64
     assert values["model"] == settings.llm
     assert isinstance(values["temperature"], type(gr.skip()))  # saved as None: left as the page has it
 
     unusable = {"voice": "no-such-voice", "model": "/etc/passwd", "speaking_rate": "fast", "text_only": 1}
-    values = dict(zip(SAVED_CONTROLS, restore(pipeline, settings, {"settings": unusable})[1:], strict=True))
+    values = dict(zip(SAVED_CONTROLS, restore(pipeline, settings, [], unusable)[1:], strict=True))
     assert all(isinstance(value, type(gr.skip())) for value in values.values())
-    for garbage in (None, "text", {"history": "x", "settings": []}, {"history": [{"role": "system", "content": "x"}]}):
-        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, settings, garbage))
+    for chat, chosen in (
+        (None, None),
+        ("text", "x"),
+        ({"history": "x"}, []),
+        ([{"role": "system", "content": "x"}], {}),
+    ):
+        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, settings, chat, chosen))

@@ -141,22 +141,23 @@ def emitted_at(pieces: list[str], settings: Settings) -> list[int]:
 
 @pytest.mark.parametrize("pause_for_first_audio", [True, False])
 def test_the_model_is_asked_to_pause_until_the_first_sound_is_out_and_never_after(pause_for_first_audio: bool) -> None:
-    """The model writes the token after the first chunk while the voice is speaking that chunk
-    (asked to pause then, when the setting is on), and its last token once the consumer has
-    taken the first sound and moved on (never asked to pause then)."""
+    """In a fixed order: the model writes the token after the first chunk while the voice is
+    speaking it (asked to pause then, when the setting is on); the consumer takes the first
+    sound and moves on; only then the model writes its last token (never asked to pause),
+    and only after that the voice speaks its second chunk (which could clear a pause itself)."""
     events = Events()
     model = ScriptedModel(STORY, events=events)
     voice = SilentVoice(events)
     pipeline = pipeline_for(model, voice, pause_for_first_audio=pause_for_first_audio)
     first, last = emitted_at(model.pieces, pipeline.settings)[0] + 1, len(model.pieces) - 1
-    holds = {first: "speak 0", last: "moved on"}
+    holds = {first: "speak 0", first + 1: "heard 0", last: "moved on"}
     model.before_token = lambda index: index in holds and events.wait_for(holds[index])
-    voice.before_chunk = lambda number: number == 0 and events.wait_for(f"token {first}")
-    heard = False
+    voice.before_chunk = lambda number: number < 2 and events.wait_for(f"token {(first, last)[number]}")
     for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
-        if heard and "moved on" not in events.items:
+        if "heard 0" in events.items and "moved on" not in events.items:
             events.add("moved on")
-        heard = heard or update.audio is not None
+        if update.audio is not None and "heard 0" not in events.items:
+            events.add("heard 0")
     assert (first in model.paused_at) is pause_for_first_audio
     assert last not in model.paused_at
 

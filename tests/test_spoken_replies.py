@@ -5,10 +5,12 @@ The order of events (overlap, Stop, errors, pauses) is tested fast in test_pipel
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import subprocess
 import threading
+from collections.abc import Iterator
 
 import httpx
 import imageio_ffmpeg
@@ -24,11 +26,10 @@ from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
 from speakstream.torch_threads import CoreShare
-from speakstream.ui import respond
 from speakstream.voices import VoiceSet
 
 from fakes import SilentVoice
-from support import generation_threads, wait_until
+from support import free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -122,30 +123,36 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
     assert {count for speaking, count in cores.seen if not speaking} == {2}
 
 
-def test_respond_streams_valid_wav_segments_and_a_replay(pipeline: ReplyPipeline, settings: Settings) -> None:
-    outputs = list(respond(pipeline, settings, "Explain in three sentences why the sky is blue.", []))
-    audio = [out[2] for out in outputs if isinstance(out[2], bytes)]
-    rates = {soundfile.info(io.BytesIO(a)).samplerate for a in audio}
-    assert rates == {pipeline.sample_rate}
-    assert all(soundfile.info(io.BytesIO(a)).subtype == "PCM_16" for a in audio)
-    speech = [a for a in audio if wav_duration(a) > 0.2]
-    replay_rate, replay = outputs[-1][3]
-    assert replay_rate == pipeline.sample_rate
-    assert replay.size / replay_rate == pytest.approx(sum(wav_duration(a) for a in speech), abs=0.01)
-    assert "first audio" in outputs[-1][4]
+def segments_of(outputs: list) -> list[dict]:
+    """The Web Audio player's segments, as the last update of a reply left them."""
+    values = [out[2] for out in outputs if isinstance(out[2], dict) and "segments" in out[2]]
+    return values[-1]["segments"]
 
 
-def test_a_new_message_supersedes_the_running_reply(pipeline: ReplyPipeline, settings: Settings) -> None:
-    session: dict = {}
-    old = respond(pipeline, settings, "Tell me a long story about a dragon.", [], session=session)
-    next(old), next(old)
-    new = list(respond(pipeline, settings, "What is the capital of France?", [], session=session))
-    assert "Paris" in new[-1][1][-1]["content"]
-    assert list(old) == [], "the old reply stops writing into the chat"
+def test_api_callers_get_each_segment_as_pcm_and_together_they_are_the_replay(app_url: str) -> None:
+    job = Client(app_url, verbose=False, download_files=False).submit(
+        "Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat"
+    )
+    outputs = list(job)
+    final = job.outputs()[-1]
+    segments = segments_of([*outputs, final])
+    assert len(segments) >= 2 and all(segment["text"] for segment in segments)
+    pcm = np.concatenate([np.frombuffer(base64.b64decode(segment["pcm"]), dtype="<i2") for segment in segments])
+    replay, rate = soundfile.read(io.BytesIO(httpx.get(final[3]["url"], timeout=30).content), dtype="int16")
+    assert rate == 22050 and np.array_equal(replay, pcm)
+    assert "first audio" in final[4]
 
 
-def test_served_stream_decodes_to_the_spoken_length(app_url: str) -> None:
-    client = Client(app_url, verbose=False, download_files=False)
+@pytest.fixture(scope="module")
+def hls_app(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
+    """The same app with Gradio's own streaming audio element (--player hls)."""
+    hls = dataclasses.replace(settings, player="hls", port=free_port())
+    with serve(ReplyPipeline(pipeline.model, pipeline.voices, hls), hls) as url:
+        yield url
+
+
+def test_the_hls_player_streams_what_the_replay_holds(hls_app: str) -> None:
+    client = Client(hls_app, verbose=False, download_files=False)
     job = client.submit("Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat")
     outputs = list(job)
     final = job.outputs()[-1]
@@ -161,8 +168,7 @@ def test_served_stream_decodes_to_the_spoken_length(app_url: str) -> None:
         check=True,
     ).stdout
     streamed_seconds = len(decoded) / 2 / 22050
-    replay = httpx.get(final[3]["url"], timeout=30)
-    replay_seconds = wav_duration(replay.content)
+    replay_seconds = wav_duration(httpx.get(final[3]["url"], timeout=30).content)
     segments = sum(1 for out in outputs if isinstance(out[2], dict) and out[2].get("url")) or 1
     assert replay_seconds > 2
     # The stream carries the speech plus a 0.1 s tail after each segment, and AAC's priming frames.

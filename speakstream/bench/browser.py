@@ -1,8 +1,11 @@
 """What a person perceives, measured in headless Chromium against `python app.py`.
 
-For each prompt: Enter to the first chat text, Enter to the first audible audio (the audio
-element's clock starts moving), and playback gaps (the clock stands still before the
-reply's audio has all played). Needs Playwright and Debian's Chromium (the test extras).
+For each prompt: Enter to the first chat text, Enter to the first audible sound, and
+playback stalls (silences of 150 ms or more before the reply's audio has all played), with
+the page's Web Audio player next to Gradio's HLS audio element (``--player hls``) in the
+same run. Web Audio: sound is audible when the player's analyser sees it; a stall is a
+segment scheduled after the one before had ended. HLS: the audio element's clock moves,
+a stall is the clock standing still. Needs Playwright and Debian's Chromium (the test extras).
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
 ]
 
-# Polls every 10 ms in the page: when Enter was pressed, when the reply's first text showed,
-# when the audio clock first moved, and every stretch where the clock stood still mid-reply.
+# Polls every 5 ms in the page: when Enter was pressed, when the reply's first text showed,
+# when sound was first audible, and (HLS) every stretch where the audio clock stood still.
 PROBE_JS = """
 () => {
   const m = window.__probe = {t0: null, text: null, audio: null, stalls: [], last: -1, still: null};
@@ -45,6 +48,11 @@ PROBE_JS = """
     const now = performance.now();
     const bots = document.querySelectorAll('#chat .bot');
     if (m.text === null && bots.length && bots[bots.length - 1].innerText.trim()) m.text = now - m.t0;
+    const player = window.speakstreamPlayer;
+    if (player) {
+      if (m.audio === null && player.level() > 0.001) m.audio = now - m.t0;
+      return;
+    }
     const a = document.querySelector('#reply-audio audio');
     if (!a || a.currentTime === 0) return;
     if (m.audio === null) m.audio = now - m.t0;
@@ -52,7 +60,27 @@ PROBE_JS = """
       if (m.still !== null && now - m.still > 150) m.stalls.push({at: m.last, ms: now - m.still});
       m.last = a.currentTime; m.still = null;
     } else if (m.still === null) { m.still = now; }
-  }, 10);
+  }, 5);
+}
+"""
+# Web Audio: the silences between segments the player scheduled (a segment that came late).
+WEBAUDIO_STALLS_JS = """
+() => {
+  const log = window.speakstreamPlayer.log;
+  const stalls = [];
+  for (let i = 1; i < log.length; i++) {
+    const gap = log[i].start - log[i - 1].end;
+    if (gap >= 0.15) stalls.push({at: log[i - 1].end - log[0].start, ms: gap * 1000});
+  }
+  return stalls;
+}
+"""
+PLAYED_JS = """
+() => {
+  const p = window.speakstreamPlayer;
+  if (p) return p.done && p.sources.length === 0;
+  const a = document.querySelector('#reply-audio audio');
+  return Boolean(a) && (a.ended || a.paused) && a.currentTime > 0;
 }
 """
 
@@ -111,16 +139,10 @@ def _measure(page, url: str, prompt: str) -> dict:
         "() => (document.querySelector('#stats')?.innerText || '').includes('first token')", timeout=180_000
     )
     spoken = float(re.search(r"audio ([\d.]+) s", page.locator("#stats").inner_text()).group(1))
-    # Let playback finish: the clock stops moving once everything has played.
-    deadline = time.monotonic() + spoken + 20
-    last = -1.0
-    while time.monotonic() < deadline:
-        now = page.evaluate("() => document.querySelector('#reply-audio audio')?.currentTime ?? 0")
-        if now == last and now > 0:
-            break
-        last = now
-        time.sleep(1.0)
+    page.wait_for_function(PLAYED_JS, timeout=(spoken + 60) * 1000)
     probe = page.evaluate("() => window.__probe")
+    if page.evaluate("() => Boolean(window.speakstreamPlayer)"):
+        probe["stalls"] = page.evaluate(WEBAUDIO_STALLS_JS)
     gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
     if os.environ.get("SPEAKSTREAM_BENCH_DEBUG"):
         print("    stalls:", probe["stalls"])
@@ -128,18 +150,18 @@ def _measure(page, url: str, prompt: str) -> dict:
 
 
 def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, runs: int) -> None:
-    """Enter -> first text and -> first audible sound in Chromium, with the old settings and today's.
+    """Enter -> first text and -> first audible sound in Chromium, Gradio's HLS element next to the Web Audio player.
 
-    Each configuration gets its own `python app.py`; each reply a new browser context, so
-    nothing a previous reply left in the browser's storage is restored into the chat.
+    Each player gets its own `python app.py` (today's other settings); each reply a new
+    browser context, so nothing a previous reply left in the browser is restored into the chat.
     """
-    from speakstream.bench.speed import BEFORE, settings_env
+    from speakstream.bench.speed import settings_env
 
     prompts = load_prompts(prompts_file)[:limit]
     rows = []
-    for name, overrides in (("before", BEFORE), ("after", {})):
-        print(f"{name}: {overrides or 'defaults'}")
-        results = _browse(prompts, runs, settings_env(overrides))
+    for name in ("hls", "webaudio"):
+        print(f"player {name}:")
+        results = _browse(prompts, runs, settings_env({"player": name}))
         rows.append(
             [
                 name,
@@ -147,10 +169,15 @@ def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, run
                 median_p90([r["audio"] for r in results]),
                 str(sum(len(r["gaps"]) for r in results)),
                 f"{sum(sum(r['gaps']) for r in results):.2f}",
+                str(sum(bool(r["gaps"]) for r in results)),
                 str(len(results)),
             ]
         )
-    print(table(["settings", "Enter→text ms", "Enter→audible ms", "gaps", "gap s", "replies"], rows))
+    print(
+        table(
+            ["player", "Enter→text ms", "Enter→audible ms", "stalls", "stall s", "replies with stalls", "replies"], rows
+        )
+    )
 
 
 def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> list[dict]:

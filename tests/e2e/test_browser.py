@@ -13,8 +13,7 @@ from support import PIRATE_WORDS, words
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-AUDIO = "#reply-audio audio"
-STORAGE_KEY = "speakstream"
+PLAYER = "window.speakstreamPlayer"
 PHONE_IN_DARK_MODE = {"viewport": {"width": 390, "height": 844}, "color_scheme": "dark", "is_mobile": True}
 # A line of Playwright's ARIA snapshot for an interactive element, and its accessible name if it has one
 CONTROL = re.compile(r'^\s*- (button|textbox|combobox|slider|spinbutton|checkbox|radio|link)(?: "([^"]+)")?')
@@ -60,11 +59,25 @@ def clear_and_wait(page) -> None:
     )
 
 
-def audio_state(page) -> dict:
-    return page.evaluate(
-        f"() => {{ const a = document.querySelector('{AUDIO}'); "
-        "return a ? {time: a.currentTime, paused: a.paused, ended: a.ended} : null; }"
-    )
+def player(page, expression: str):
+    """``expression`` evaluated on the page's player (``p``)."""
+    return page.evaluate(f"() => {{ const p = {PLAYER}; return {expression}; }}")
+
+
+def wait_for_player(page, condition: str) -> None:
+    page.wait_for_function(f"() => {{ const p = {PLAYER}; return p && ({condition}); }}")
+
+
+def scheduled(page) -> list[dict]:
+    """The segments the player scheduled for the reply now playing: index, start and end (seconds)."""
+    return player(page, "p.log.filter((entry) => entry.reply === p.reply)")
+
+
+def set_system_prompt(page, text: str) -> None:
+    """Type a system prompt and wait until the page has it (it saves the settings it holds)."""
+    before = page.evaluate("() => localStorage.getItem('speakstream-settings')")
+    page.get_by_label("System prompt").fill(text)
+    page.wait_for_function("(before) => localStorage.getItem('speakstream-settings') !== before", arg=before)
 
 
 def open_settings(page) -> None:
@@ -126,7 +139,7 @@ def reload_until(page, condition: str, arg: object = None) -> None:
 
 def test_the_conversation_and_settings_survive_a_reload_until_clear(page) -> None:
     page.get_by_text("Model settings").click()
-    page.get_by_label("System prompt").fill("You are a pirate captain.")
+    set_system_prompt(page, "You are a pirate captain.")
     send(page, "Who are you?")
     wait_for_stats(page)
     reply = last_reply(page)
@@ -166,29 +179,76 @@ def test_enter_streams_the_reply_in_steps(page) -> None:
     assert len(seen[-1]) > 40
 
 
-def test_the_reply_is_heard_for_about_its_spoken_length(page) -> None:
-    send(page, "Hi! How are you today?")
+def test_the_whole_reply_is_heard_back_to_back(page) -> None:
+    send(page, "Explain in three sentences why the sky is blue.")
+    wait_for_player(page, "p.state === 'speaking' && p.level() > 0.01")  # sound reaches the speakers
     stats = wait_for_stats(page)
     spoken = float(re.search(r"audio ([\d.]+) s", stats).group(1))
-    assert spoken > 1.0
-    page.wait_for_function(f"() => document.querySelector('{AUDIO}')?.currentTime > 0.5")
-    page.wait_for_function(f"() => {{ const a = document.querySelector('{AUDIO}'); return a.paused || a.ended; }}")
-    played = audio_state(page)["time"]
-    # Each segment is followed by 0.1 s of silence in the stream; AAC adds a little padding.
-    assert spoken - 0.5 < played < spoken * 1.3 + 1.0
+    wait_for_player(page, "p.done && p.state === 'idle'")
+    segments = scheduled(page)
+    assert [segment["index"] for segment in segments] == list(range(len(segments))), "each segment once, in order"
+    assert sum(s["end"] - s["start"] for s in segments) == pytest.approx(spoken, abs=0.05 + 0.001 * len(segments))
+    for before, after in itertools.pairwise(segments):
+        if after["arrived"] < before["end"]:  # it came while the one before was playing: no gap at all
+            assert after["start"] == pytest.approx(before["end"], abs=1e-6)
+    wait_for_player(page, "p.level() === 0")  # silent once the reply has been heard
+
+
+def test_the_sentence_being_spoken_is_highlighted_in_the_reply(page) -> None:
+    send(page, "Explain in three sentences why the sky is blue.")
+    highlighted = page.wait_for_function(
+        "() => { const h = CSS.highlights.get('speakstream-spoken'); const text = h && [...h][0].toString();"
+        " return text && text.trim().length > 3 && window.speakstreamPlayer.state === 'speaking' && text; }"
+    ).json_value()
+    assert highlighted.strip() in last_reply(page)
 
 
 def test_stop_in_the_middle_stops_text_and_sound(page) -> None:
     send(page, "Tell me a long story about a dragon and a knight.")
-    page.wait_for_function(f"() => document.querySelector('{AUDIO}')?.currentTime > 0.3")
+    wait_for_player(page, "p.state === 'speaking' && p.level() > 0.01")
     page.get_by_role("button", name="Stop", exact=True).click()
+    wait_for_player(page, "p.state === 'stopped' && p.level() === 0")
+    expect(page.locator("#player .state")).to_have_text("Stopped")
     wait_for_reply_end(page)
-    assert audio_state(page) is None or audio_state(page)["paused"], "no more sound after Stop"
+    heard = len(scheduled(page))
     stopped = last_reply(page)
     assert "first token" not in page.locator("#stats").inner_text(), "the reply did not run to its end"
     send(page, "What is the capital of France?")
     wait_for_stats(page)
     assert page.locator("#chat .bot").first.inner_text() == stopped, "no more text after Stop"
+    assert len(player(page, "p.log")) - heard == len(scheduled(page)), "nothing more of the stopped reply was played"
+
+
+def test_a_new_message_silences_the_reply_still_speaking(page) -> None:
+    send(page, "Tell me a long story about a dragon and a knight.")
+    wait_for_player(page, "p.state === 'speaking' && p.level() > 0.01")
+    first = player(page, "p.reply")
+    send(page, "What is the capital of France?")
+    wait_for_player(page, f"p.reply !== '{first}'")
+    assert player(page, f"p.sources.every((s) => s.reply !== '{first}') && p.stopped.has('{first}')")
+    heard = player(page, f"p.log.filter((e) => e.reply === '{first}').length")
+    wait_for_stats(page)
+    wait_for_player(page, "p.done && p.state === 'idle'")
+    assert player(page, f"p.log.filter((e) => e.reply === '{first}').length") == heard, "nothing more of the old one"
+    assert "Paris" in last_reply(page)
+
+
+def test_the_volume_is_kept_and_sets_the_loudness(page) -> None:
+    page.get_by_label("Volume").fill("0.3")
+    page.reload()
+    expect(page.get_by_label("Volume")).to_have_value("0.3")
+    send(page, "Hi! How are you today?")
+    wait_for_player(page, "p.gain && Math.abs(p.gain.gain.value - 0.3) < 1e-6")
+
+
+def test_sound_the_browser_blocks_is_shown_and_a_click_lets_it_play(page) -> None:
+    send(page, "Explain in three sentences why the sky is blue.")
+    wait_for_player(page, "p.ctx && p.sources.length > 0")
+    page.evaluate(f"() => {PLAYER}.ctx.suspend()")  # where a browser's autoplay policy leaves a page
+    wait_for_player(page, "p.state === 'blocked'")
+    expect(page.locator("#player .state")).to_contain_text("click here")
+    page.locator("#player .state").click()
+    wait_for_player(page, "p.ctx.state === 'running' && p.state === 'speaking'")
 
 
 def test_clear_empties_the_conversation(page) -> None:
@@ -244,7 +304,7 @@ def test_retry_replaces_the_last_reply_and_undo_removes_it(page) -> None:
 
 def test_the_system_prompt_box_is_labelled_and_takes_effect(page) -> None:
     page.get_by_text("Model settings").click()
-    page.get_by_label("System prompt").fill("You are a pirate captain.")
+    set_system_prompt(page, "You are a pirate captain.")
     send(page, "Who are you?")
     wait_for_stats(page)
     reply = last_reply(page)
