@@ -78,12 +78,45 @@ def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> 
     return messages
 
 
+def bounded_history(history: Sequence[Any], max_turns: int, max_chars: int) -> list[dict[str, Any]]:
+    """The newest turns of a client's chat history within ``max_turns`` and ``max_chars``.
+
+    Only well-formed turns are kept (a dict with a role and text content); the history comes
+    from the client, so nothing in it is trusted to be small or well-formed.
+    """
+    kept: list[dict[str, Any]] = []
+    chars = 0
+    for turn in reversed(list(history)[-max_turns:]):
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str):
+            continue
+        chars += len(content_text(turn.get("content")))
+        if chars > max_chars:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
 def trim_to_context(
     messages: list[Message], count_tokens: Callable[[Sequence[Message]], int], budget: int
 ) -> list[Message]:
-    """Drop the oldest turns (never the system prompt or the newest message) until the prompt fits."""
+    """Drop the oldest turns (never the system prompt or the newest message) until the prompt fits.
+
+    The whole prompt is counted once; each message's own length is then estimated from its
+    share of that count, so dropping turns costs no new counting. One more count checks the
+    result (and the dropping goes on in the rare case the estimate was short).
+    """
     head = messages[:1] if messages and messages[0]["role"] == "system" else []
     turns = messages[len(head) :]
-    while len(turns) > 1 and count_tokens(head + turns) > budget:
-        turns = turns[2:] if len(turns) > 2 else turns[1:]
+    total = count_tokens(head + turns)
+    if total <= budget or len(turns) <= 1:
+        return head + turns
+    chars = [len(turn["content"]) + 1 for turn in turns]
+    per_char = total / (sum(chars) + sum(len(m["content"]) + 1 for m in head))
+    estimate = total
+    while len(turns) > 1:
+        drop = 2 if len(turns) > 2 else 1
+        estimate -= per_char * sum(chars[:drop])
+        turns, chars = turns[drop:], chars[drop:]
+        if estimate <= budget and count_tokens(head + turns) <= budget:
+            break
     return head + turns

@@ -1,9 +1,17 @@
-"""Per-session fairness: how many messages a session may send in a sliding window."""
+"""Fairness: how many messages one client may send in a sliding window.
+
+Clients are told apart by their network address (a page reload or a new browser tab is
+the same client), and at most ``MAX_CLIENTS`` are remembered, the least recently seen
+forgotten first, so a flood of addresses cannot grow memory without bound.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
+
+MAX_CLIENTS = 10_000
 
 
 class RateLimiter:
@@ -23,3 +31,23 @@ class RateLimiter:
             return self.window - (now - self._sent[0])
         self._sent.append(now)
         return 0.0
+
+
+class RateLimits:
+    """One :class:`RateLimiter` per client address, shared by every session of that client."""
+
+    def __init__(self, limit: int, window: float, max_clients: int = MAX_CLIENTS) -> None:
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._clients: OrderedDict[str, RateLimiter] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, client: str, now: float | None = None) -> float:
+        """0 when ``client`` may send a message now (and counts it), else the seconds to wait."""
+        with self._lock:
+            limiter = self._clients.pop(client, None) or RateLimiter(self.limit, self.window)
+            self._clients[client] = limiter
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+            return limiter.check(now)

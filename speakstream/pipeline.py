@@ -32,13 +32,14 @@ from speakstream.model import LanguageModel, Sampling
 from speakstream.model_pool import ModelPool
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
-from speakstream.torch_threads import CoreShare
+from speakstream.torch_threads import CoreBudget
 from speakstream.voices import Voice, VoiceSet
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SAMPLE_RATE = 22050
-# How long reply() waits for the next event before checking that its workers are alive.
+# How long reply() waits for the next event before it checks that its workers are alive and
+# hands its consumer a repeat of the last update (so a slow start can still be stopped at once).
 POLL_SECONDS = 0.5
 
 
@@ -54,6 +55,7 @@ class Timeline:
     generated: float | None = None  # the model wrote its last token
     done: float | None = None
     tokens: int = 0
+    voice_failures: int = 0  # chunks the voice could not speak
     audio_seconds: float = 0.0
     synthesis_seconds: float = 0.0
     # (seconds since start when a segment was handed out, its duration in seconds)
@@ -146,7 +148,7 @@ class ReplyPipeline:
         self.voices = voices
         self.settings = settings
         self.content_filter = ContentFilter.from_setting(settings.blocked_words)
-        self.cores = CoreShare(settings.threads, settings.share_cores)
+        self.cores = CoreBudget(settings.threads, settings.share_cores)
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
 
@@ -217,6 +219,8 @@ class ReplyPipeline:
                 except queue.Empty:
                     if not any(worker.is_alive() for worker in workers):
                         break
+                    # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
+                    yield ReplyUpdate(self.content_filter.mask(text), timeline)
                     continue
                 if kind == "text":
                     timeline.mark("first_token")
@@ -300,10 +304,10 @@ class ReplyPipeline:
                 if timeline.first_audio is None and self.settings.pause_for_first_audio:
                     pause.set()
                 try:
-                    with self.cores.voice_speaking():
-                        samples = voice.synthesize(spoken, options.speaking_rate)
+                    samples = voice.synthesize(spoken, options.speaking_rate, self.cores.voice_speaking())
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
+                    timeline.voice_failures += 1
                     continue
                 finally:
                     pause.clear()

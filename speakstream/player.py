@@ -52,7 +52,7 @@ PLAYER_JS = r"""
 const root = element.querySelector('.speakstream-player');
 const label = root.querySelector('.state');
 const volume = root.querySelector('input[type=range]');
-const LEAD = 0.02;  // seconds between scheduling a segment that arrived late and playing it
+const LEAD = 0.02;  // seconds from scheduling to playing a segment when nothing is playing
 const LABELS = {idle: 'Idle', speaking: 'Speaking', stopped: 'Stopped',
                 blocked: 'Sound is blocked by the browser: click here to hear the reply'};
 const player = window.speakstreamPlayer = {
@@ -107,7 +107,8 @@ function schedule(segment, index, rate) {
   const source = ctx.createBufferSource();
   source.buffer = buffer;
   source.connect(player.gain);
-  const start = Math.max(player.next, ctx.currentTime + LEAD);
+  // Right after the segment before when that one is still playing (no gap), else as soon as possible.
+  const start = player.next > ctx.currentTime ? player.next : ctx.currentTime + LEAD;
   source.start(start);
   const item = {source, start, end: start + buffer.duration, text: segment.text || '', index, reply: player.reply};
   player.next = item.end;

@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 GROUP_SIZE = 32
 INNER_K_TILES = 8  # the packing layout torch's CPU int4 kernel expects
 ACTIVATIONS = torch.bfloat16
-WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
 
 
 class SmallLinear(nn.Module):

@@ -19,12 +19,16 @@ TOP_K = 50  # transformers' default, which replies have always used
 class TopKTopPSampler(LogitsProcessor):
     """Draws a token from the top-k, top-p distribution at ``temperature``; every other score becomes -inf."""
 
-    def __init__(self, temperature: float, top_p: float, top_k: int = TOP_K) -> None:
+    def __init__(
+        self, temperature: float, top_p: float, top_k: int = TOP_K, generator: torch.Generator | None = None
+    ) -> None:
+        """``generator``: this reply's own random numbers (a seeded reply never touches the process-wide RNG)."""
         if temperature <= 0:
             raise ValueError("temperature must be above 0 to sample (0 means greedy)")
         self.temperature = temperature
         self.top_p = top_p
         self.top_k = top_k
+        self.generator = generator
 
     def candidates(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The tokens that can be drawn and their probabilities (zero for those top-p cuts)."""
@@ -36,5 +40,5 @@ class TopKTopPSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         tokens, probabilities = self.candidates(scores)
-        drawn = tokens.gather(-1, torch.multinomial(probabilities, 1))
+        drawn = tokens.gather(-1, torch.multinomial(probabilities, 1, generator=self.generator))
         return torch.full_like(scores, -float("inf")).scatter_(-1, drawn, 0.0)

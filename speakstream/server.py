@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
+
+import gradio as gr
 
 from speakstream.ffmpeg import ensure_ffmpeg
+from speakstream.limits import RateLimits
+from speakstream.metrics import Metrics, serve_metrics
 from speakstream.model import LanguageModel, ModelLoadError, resolve_model_source
 from speakstream.pipeline import ReplyPipeline
 from speakstream.replay_files import ReplayFiles
 from speakstream.settings import Settings, load_settings
-from speakstream.ui import build_ui
+from speakstream.ui import ChatApp, build_ui
 from speakstream.voices import load_voices
 
 log = logging.getLogger("speakstream")
@@ -29,6 +34,19 @@ def load_pipeline(settings: Settings) -> ReplyPipeline:
     """Load every model once; shared by all sessions for the life of the process."""
     model = LanguageModel(settings).load()
     return ReplyPipeline(model, load_voices(settings), settings)
+
+
+def create_app(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) -> ChatApp:
+    """What every session shares besides the models: the rate limits, the metrics, the replay files."""
+    return ChatApp(pipeline, settings, RateLimits(settings.rate_limit, settings.rate_window), Metrics(), replays)
+
+
+def start(app: ChatApp, **launch: Any) -> gr.Blocks:
+    """Build the page for ``app`` and serve it (``launch``: Gradio's launch options), with ``/metrics``."""
+    demo = build_ui(app)
+    demo.launch(prevent_thread_lock=True, **launch)
+    serve_metrics(demo.app, app.metrics)
+    return demo
 
 
 def download_models(settings: Settings) -> int:
@@ -54,17 +72,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if settings.download_models:
         return download_models(settings)
-    ensure_ffmpeg(settings.model_cache_dir / "bin")
+    if settings.player == "hls":  # Gradio's streaming audio element encodes with ffmpeg
+        ensure_ffmpeg(settings.model_cache_dir / "bin")
     try:
         pipeline = load_pipeline(settings)
     except ModelLoadError as error:
         log.error("%s", error)
         return 1
-    demo = build_ui(pipeline, settings, ReplayFiles(settings.audio_file_max_age))
+    app = create_app(pipeline, settings, ReplayFiles(settings.audio_file_max_age))
     try:
-        demo.launch(
-            server_name=settings.host, server_port=settings.port, share=settings.share, prevent_thread_lock=True
-        )
+        demo = start(app, server_name=settings.host, server_port=settings.port, share=settings.share)
     except OSError as error:
         log.error(
             "Could not serve on %s:%d (%s). Is another app using that port? Try --port %d.",

@@ -19,6 +19,9 @@ from typing import Any
 DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
 ENV_PREFIX = "SPEAKSTREAM_"
+WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
+VOICE_CHOICES = ("auto", "glow-tts", "piper")
+PLAYER_CHOICES = ("webaudio", "hls")
 
 
 def _default_cache_dir() -> Path:
@@ -28,6 +31,7 @@ def _default_cache_dir() -> Path:
 
 
 def _opt(default: Any, help: str, env: str | None = None, **extra: Any) -> Any:
+    """A setting's field: its default, help text, environment variable and, optionally, its ``choices``."""
     return field(default=default, metadata={"help": help, "env": env, **extra})
 
 
@@ -47,10 +51,15 @@ class Settings:
         "Comma-separated models users can pick in the page (hub ids or server-side folders); --llm is always one.",
     )
     allow_custom_models: bool = _opt(
-        True, "Let users type any hub model id (turn off on public servers to keep downloads in check)."
+        False, "Let users type other hub model ids (each is size-checked before it is downloaded)."
+    )
+    max_model_size_gb: float = _opt(
+        4.0, "Largest model users may pick (its weight files on the hub, checked before downloading)."
     )
     max_loaded_models: int = _opt(
-        2, "Most language models kept in memory at once; the least recently used idle one is unloaded."
+        2,
+        "Most language models kept in memory at once, the start-up model (always loaded) included; "
+        "the least recently used idle other one is unloaded.",
     )
     system_prompt: str = _opt(
         "",
@@ -67,6 +76,7 @@ class Settings:
         "Model weights in memory: int4 (4-bit layers, 8-bit output head; about 2x faster decoding on a CPU), "
         "int8, float32, or auto (int4 when the model is a Q4_1 GGUF like the bundled one, where it keeps the "
         "file's own values; float32 otherwise).",
+        choices=WEIGHT_CHOICES,
     )
     prompt_cache_tokens: int = _opt(
         4096,
@@ -89,7 +99,11 @@ class Settings:
         12, "The first chunk may end at a phrase break (, ; : -) once it has this many characters."
     )
     # Voices
-    voice: str = _opt("auto", "Voice used by default: glow-tts, piper, or auto (glow-tts when it loads, else piper).")
+    voice: str = _opt(
+        "auto",
+        "Voice used by default: glow-tts, piper, or auto (glow-tts when it loads, else piper).",
+        choices=VOICE_CHOICES,
+    )
     tts_model: str = _opt(
         DEFAULT_TTS_MODEL,
         "Coqui TTS model: a model name (downloaded and cached by Coqui on first use) or a local folder "
@@ -105,6 +119,7 @@ class Settings:
         "webaudio",
         "How the page plays speech: webaudio (the page schedules each segment itself: sound sooner, no stalls) "
         "or hls (Gradio's streaming audio element, through ffmpeg and HLS; the benchmark's baseline).",
+        choices=PLAYER_CHOICES,
     )
     first_chunk_max_chars: int = _opt(
         24, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
@@ -114,7 +129,16 @@ class Settings:
     )
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
-    rate_limit: int = _opt(10, "Messages one browser session may send per rate window (0: no limit).")
+    max_history_turns: int = _opt(
+        100, "Most earlier messages of a conversation a reply reads (older ones are dropped)."
+    )
+    max_history_chars: int = _opt(
+        50_000, "Most characters of earlier messages a reply reads (older messages are dropped first)."
+    )
+    rate_limit: int = _opt(
+        10,
+        "Messages one client (its network address) may send per rate window (0: no limit); a reload does not reset it.",
+    )
     rate_window: float = _opt(60.0, "The rate limit's window, in seconds.")
     blocked_words: str = _opt(
         "", "Comma-separated words refused in messages and masked in replies (empty: no filtering)."
@@ -131,7 +155,12 @@ class Settings:
     download_models: bool = _opt(
         False, "Download and cache every default model and voice, then exit (for image builds, offline prep)."
     )
-    log_level: str = _opt("INFO", "Logging level (DEBUG adds model source and per-reply timings).", env="LOG_LEVEL")
+    log_level: str = _opt(
+        "INFO",
+        "Logging level (DEBUG adds model source and per-reply timings).",
+        env="LOG_LEVEL",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
 
     @property
     def threads(self) -> int:
@@ -141,6 +170,56 @@ class Settings:
     @property
     def model_cache_dir(self) -> Path:
         return self.model_cache or _default_cache_dir()
+
+
+# The range each number must lie in: (smallest, largest), None for no bound.
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "max_model_size_gb": (0.01, None),
+    "max_loaded_models": (1, None),
+    "temperature": (0.0, 2.0),
+    "top_p": (0.01, 1.0),
+    "repetition_penalty": (1.0, 2.0),
+    "max_new_tokens": (1, 8192),
+    "prompt_cache_tokens": (0, None),
+    "torch_threads": (0, 256),
+    "chunk_min_chars": (1, None),
+    "chunk_max_chars": (1, None),
+    "first_chunk_min_chars": (1, None),
+    "first_chunk_max_chars": (1, None),
+    "speaking_rate": (0.25, 4.0),
+    "tts_threads": (1, 256),
+    "max_input_chars": (1, None),
+    "max_history_turns": (2, None),
+    "max_history_chars": (1, None),
+    "rate_limit": (0, None),
+    "rate_window": (0.001, None),
+    "audio_file_max_age": (1, None),
+    "port": (1, 65535),
+    "concurrency_limit": (1, None),
+    "queue_size": (1, None),
+}
+
+
+def problems(settings: Settings) -> list[str]:
+    """What is wrong with ``settings``, one line each naming the flag (empty: nothing)."""
+    found = []
+    for f in dataclasses.fields(Settings):
+        flag, value = "--" + f.name.replace("_", "-"), getattr(settings, f.name)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            found.append(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+        low, high = RANGES.get(f.name, (None, None))
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            found.append(f"{flag} must be {bounds} (got {value:g})")
+    if not settings.chunk_min_chars <= settings.first_chunk_max_chars <= settings.chunk_max_chars:
+        found.append(
+            "chunk sizes must satisfy --chunk-min-chars <= --first-chunk-max-chars <= --chunk-max-chars "
+            f"(got {settings.chunk_min_chars}, {settings.first_chunk_max_chars}, {settings.chunk_max_chars})"
+        )
+    if not settings.llm.strip():
+        found.append("--llm must name a model (a hub id, a folder or a .gguf file)")
+    return found
 
 
 def _parse_bool(text: str) -> bool:
@@ -179,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         if _converter(f) is _parse_bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=_converter(f), default=None, help=help_text)
+            parser.add_argument(
+                flag, dest=f.name, type=_converter(f), default=None, help=help_text, choices=f.metadata.get("choices")
+            )
     return parser
 
 
@@ -199,4 +280,7 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
                 except ValueError as error:
                     raise SystemExit(f"error: environment variable {name}: {error}") from None
                 break
-    return Settings(**values)
+    settings = Settings(**values)
+    if found := problems(settings):
+        raise SystemExit("\n".join(f"error: {problem}" for problem in found))
+    return settings

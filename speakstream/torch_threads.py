@@ -10,8 +10,8 @@ after the main thread had run a model load (SmolLM2 decoding: 26 -> 16 tokens/s;
 4-bit weights 47 -> 21). Replies already generate on threads of their own; every other
 entry point that runs torch (loading a model, scoring text, Coqui synthesis) hands its
 work to a thread that then ends, so the main thread and the long-lived server threads
-never hold a team (tests/test_torch_threads.py checks it). How many threads a model uses
-while a voice speaks: :class:`CoreShare`.
+never hold a team (tests/test_torch_threads.py checks it). How many threads each model uses
+while others generate and voices speak: :class:`CoreBudget`.
 """
 
 from __future__ import annotations
@@ -43,47 +43,107 @@ def in_passing_thread(work: Callable[[], T], name: str = "speakstream-load") -> 
     return result[0]
 
 
-class CoreShare:
-    """While a voice synthesizes, model threads run torch on one thread fewer, so the model and
-    the voice each have a core instead of fighting over both.
+class CoreBudget:
+    """The machine's cores, shared by every reply's model thread and every voice speaking, so that
+    together they never run more threads than there are cores.
 
-    Measured here (2 cores, SmolLM2 with 4-bit weights, Piper on 1 thread): decoding alone
-    50 tokens/s on 2 threads, 37 on 1. With Piper kept busy, 2-4 tokens/s on 2 threads
-    (every parallel step waits for a thread the voice has pushed off its core) against 30-38
-    on 1; with Piper speaking in bursts, 17-19 against 28-31. In replies (`bench speed`):
-    while the voice speaks, 23-25 -> 35 tokens/s, and a spoken reply takes 0.84 of the
-    sequential time instead of 1.04. torch's OpenMP thread count belongs to each thread
-    (another thread setting it changes nothing for a thread already running), so a model
-    thread calls :meth:`follow` between tokens to take the count wanted now.
+    A voice that is about to synthesize takes a core of its own; model threads give cores up at
+    their next token (each calls :meth:`follow` between tokens) and share the rest fairly. When
+    voices hold every core, model threads wait at their next token until one is free. A model
+    thread that is pausing (:meth:`resting`) holds no core. torch's OpenMP thread count belongs
+    to each thread (another thread setting it changes nothing for a thread already running),
+    so each model thread sets its own in :meth:`follow`. With ``share=False`` model threads
+    always use every core and voices never wait (the behaviour before sharing).
     """
 
-    def __init__(self, threads: int, share: bool = True) -> None:
-        self.threads = threads
+    def __init__(self, cores: int, share: bool = True) -> None:
+        self.cores = max(1, cores)
         self.share = share
         self._speaking = 0
-        self._lock = threading.Lock()
+        self._waiting_voices = 0
+        self._models: dict[int, int] = {}  # model thread -> threads it runs with now
+        self._changed = threading.Condition()
         self._applied = threading.local()
 
-    @property
-    def wanted(self) -> int:
-        """Threads a model thread should use now: one fewer while any voice synthesizes (if sharing)."""
-        return max(1, self.threads - 1) if self.share and self._speaking else self.threads
-
     @contextmanager
-    def voice_speaking(self) -> Iterator[None]:
-        with self._lock:
-            self._speaking += 1
+    def generating(self) -> Iterator[None]:
+        """The calling thread runs a model for as long as this lasts."""
+        me = threading.get_ident()
+        with self._changed:
+            self._models[me] = 0
         try:
             yield
         finally:
-            with self._lock:
-                self._speaking -= 1
+            with self._changed:
+                self._models.pop(me, None)
+                self._changed.notify_all()
+
+    def _share(self, me: int) -> int:
+        """Threads model thread ``me`` may run now: the cores no voice holds or waits for, shared
+        fairly among the model threads (call with the lock held)."""
+        if not self.share:
+            return self.cores
+        free = self.cores - self._speaking - self._waiting_voices
+        if free <= 0 or me not in self._models:
+            return max(free, 0)
+        models = sorted(self._models)
+        base, extra = divmod(free, len(models))
+        return base + (1 if models.index(me) < extra else 0)
+
+    def _room(self, me: int) -> int:
+        """Model thread ``me``'s share, as far as the others have already given cores up (lock held)."""
+        if not self.share:
+            return self.cores
+        others = sum(threads for thread, threads in self._models.items() if thread != me)
+        return min(self._share(me), self.cores - self._speaking - others)
 
     def follow(self) -> None:
-        """Set the calling thread's torch thread count to :attr:`wanted` (only when it changed)."""
-        wanted = self.wanted
+        """Between tokens: wait while no core is left for this model thread, then run on its share."""
+        me = threading.get_ident()
+        with self._changed:
+            if me not in self._models:  # a one-off call (warm-up, scoring): never waits, never zero threads
+                wanted = max(1, self._share(me))
+            else:
+                self._models[me] = 0
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: self._room(me) >= 1)
+                wanted = self._room(me)
+                self._models[me] = wanted
         if getattr(self._applied, "threads", None) != wanted:
             import torch
 
             torch.set_num_threads(wanted)
             self._applied.threads = wanted
+
+    @contextmanager
+    def resting(self) -> Iterator[None]:
+        """The calling model thread holds no core while this lasts (it is pausing for a voice)."""
+        me = threading.get_ident()
+        with self._changed:
+            if me in self._models:
+                self._models[me] = 0
+                self._changed.notify_all()
+        yield
+
+    @contextmanager
+    def voice_speaking(self) -> Iterator[None]:
+        """A voice synthesizes: it waits for a core of its own (models give one up at their next token)."""
+        with self._changed:
+            if self.share:
+                self._waiting_voices += 1
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: sum(self._models.values()) + self._speaking < self.cores)
+                self._waiting_voices -= 1
+            self._speaking += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._speaking -= 1
+                self._changed.notify_all()
+
+    @property
+    def in_use(self) -> int:
+        """Threads the model threads and voices hold now (never more than ``cores`` when sharing)."""
+        with self._changed:
+            return sum(self._models.values()) + self._speaking

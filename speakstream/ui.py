@@ -20,13 +20,22 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import numpy as np
 
-from speakstream.conversation import InvalidMessage, clean_message, content_text, for_display, to_model_messages
-from speakstream.limits import RateLimiter
+from speakstream.conversation import (
+    InvalidMessage,
+    bounded_history,
+    clean_message,
+    content_text,
+    for_display,
+    to_model_messages,
+)
+from speakstream.limits import RateLimits
+from speakstream.metrics import Metrics
 from speakstream.model import ModelLoadError, Sampling, model_label
 from speakstream.pipeline import ReplyOptions, ReplyPipeline
 from speakstream.player import CLEAR_JS, STOP_JS, AudioStream, audio_stream, player_component
@@ -45,7 +54,30 @@ EXAMPLE_PROMPTS = [
     "Give me three tips for sleeping better, as a numbered list.",
 ]
 LOADING_TICK_SECONDS = 1.0
-# The settings a browser keeps across reloads, in the order of build_ui's controls, with their types.
+MAX_SAVED_MESSAGES = 100
+ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
+
+
+@dataclass(frozen=True)
+class ReplyChoices:
+    """One user's choices for their next reply, as the page's controls (or an API caller) sent them.
+
+    ``None`` leaves the server's own setting; :func:`reply_settings` clamps the rest.
+    """
+
+    voice: str | None = None
+    speaking_rate: float | None = None
+    text_only: bool = False
+    system_prompt: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: float | None = None
+    repetition_penalty: float | None = None
+    model: str | None = None
+
+
+# Every control of the page a browser keeps across reloads, in page order, with the types a
+# saved value may have: the reply choices and whether the timing line shows.
 SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
     "voice": str,
     "speaking_rate": (int, float),
@@ -58,51 +90,59 @@ SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
     "repetition_penalty": (int, float),
     "model": str,
 }
-MAX_SAVED_MESSAGES = 100
-ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
+REPLY_CONTROLS = [field.name for field in dataclasses.fields(ReplyChoices)]
+
+
+@dataclass
+class ChatApp:
+    """What the page's handlers work with, built once at start-up and shared by every session."""
+
+    pipeline: ReplyPipeline
+    settings: Settings
+    limits: RateLimits
+    metrics: Metrics = dataclasses.field(default_factory=Metrics)
+    replays: ReplayFiles | None = None  # None: the whole reply's audio goes to Gradio as samples
+
+    def chat(self, request: gr.Request, message: str, history: History | None, *rest: Any) -> Iterator[ChatOutputs]:
+        """The ``/chat`` event: (Gradio's request,) the message, the chat, each reply control (REPLY_CONTROLS
+        order), the session."""
+        *values, session = rest
+        choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
+        yield from respond(self, message, history, choices, session, client_address(request))
+
+
+def client_address(request: gr.Request | None) -> str:
+    """Who sent a message, for the rate limit: the client's network address as Gradio reports it."""
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", None) or "local")
 
 
 def respond(
-    pipeline: ReplyPipeline,
-    settings: Settings,
+    app: ChatApp,
     message: str,
     history: History | None,
-    voice: str | None = None,
-    speaking_rate: float | None = None,
-    text_only: bool = False,
-    system_prompt: str | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_new_tokens: float | None = None,
-    repetition_penalty: float | None = None,
-    model: str | None = None,
+    choices: ReplyChoices = ReplyChoices(),
     session: dict[str, Any] | None = None,
-    replays: ReplayFiles | None = None,
+    client: str = "local",
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
-    A message that cannot be sent stays in the box and the user sees why. A new message
-    stops the reply still running in the same session (``session`` holds its stop event
-    and its rate limiter). A model chosen for the first time is loaded first, with the
-    seconds counting in the chat. An error while generating ends this reply with a note in
-    the chat and leaves the app serving others. The whole reply's audio goes to a file of
-    ``replays`` (the page's), or to Gradio as samples (callers outside a page).
+    A message that cannot be sent stays in the box and the user sees why (an empty or too
+    long message or system prompt, a word on the list, a model this server will not load or
+    that is still loading, too many messages from this client). A new message stops the
+    reply still running in the same session (``session`` holds its stop event). An error
+    while generating ends this reply with a note in the chat and leaves the app serving others.
     """
-    history = list(history or [])
+    pipeline, settings, metrics = app.pipeline, app.settings, app.metrics
+    history = bounded_history(history or [], settings.max_history_turns, settings.max_history_chars)
     session = {} if session is None else session
     try:
-        text = clean_message(message or "", settings.max_input_chars)
-        if pipeline.content_filter.blocks(text):
-            raise InvalidMessage("Your message contains words this app does not accept. Please rephrase it.")
-        model_spec = pipeline.models.check(model)
-        limiter = session.setdefault("limiter", RateLimiter(settings.rate_limit, settings.rate_window))
-        if wait := limiter.check():
-            raise InvalidMessage(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.")
-    except (InvalidMessage, ModelLoadError) as problem:
-        gr.Warning(str(problem))
+        text, chosen, spec = _admit(app, message, choices, client)
+    except Refused as refusal:
+        metrics.refusals.labels(refusal.reason).inc()
+        gr.Warning(str(refusal))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
-    chosen = reply_settings(settings, system_prompt, temperature, top_p, max_new_tokens, repetition_penalty)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
     stop = threading.Event()
     if previous := session.get("stop"):
@@ -111,108 +151,179 @@ def respond(
     before = history
     history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
     stream = audio_stream(settings.player, uuid.uuid4().hex[:16], pipeline.sample_rate)
+    metrics.replies_started.inc()
+    metrics.replies_running.inc()
+    outcome = "stopped"
     yield "", history, stream.start(), None, "", gr.skip()
     try:
-        yield from _wait_for_model(pipeline, model_spec, history, stop)
-        if stop.is_set():
-            return  # stopped or superseded while the model was loading
-        with pipeline.models.lease(model_spec) as chosen_model:
+        with pipeline.models.lease(spec) as model:
             options = pipeline.options(
-                voice,
-                speaking_rate,
-                speak=not text_only,
+                choices.voice,
+                choices.speaking_rate,
+                speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
-                model=chosen_model,
+                model=model,
             )
-            yield from _stream_reply(pipeline, messages, history, stop, options, session, stream, replays)
-    except ModelLoadError as problem:  # the chosen model cannot be loaded: nothing was said yet
-        log.warning("%s", problem)
+            for outputs in _stream_reply(app, messages, history, stop, options, session, stream):
+                if isinstance(outputs[4], str) and outputs[4]:  # the timing line: the reply is complete
+                    outcome = "completed"
+                yield outputs
+    except ModelLoadError as problem:  # the model was unloaded since it was checked: nothing was said yet
+        outcome = "failed"
         gr.Warning(str(problem))
         yield message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()
     except Exception:
+        outcome = "failed"
         log.exception("Reply failed")
         so_far = history[-1]["content"]
         history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{ERROR_NOTE}" if so_far else ERROR_NOTE}
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), remember_chat(history)
     finally:
         stop.set()
+        metrics.replies_running.dec()
+        metrics.replies_ended.labels(outcome).inc()
 
 
-def _wait_for_model(
-    pipeline: ReplyPipeline, spec: str, history: History, stop: threading.Event
-) -> Iterator[ChatOutputs]:
-    """Load ``spec`` if it is not loaded yet, showing the seconds it takes in the reply's place."""
-    loading = pipeline.models.request(spec)
-    started = time.monotonic()
-    while not loading.done() and not stop.is_set():
-        seconds = time.monotonic() - started
-        note = f"*Loading {model_label(spec)}… {seconds:.0f} s (first use; then it stays loaded for everyone)*"
-        history[-1] = {"role": "assistant", "content": note}
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
-    if not stop.is_set():
-        loading.result()  # raises ModelLoadError when the load failed
-        history[-1] = {"role": "assistant", "content": ""}
+class Refused(ValueError):
+    """A message that is not answered; the text says why, ``reason`` counts it."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tuple[str, Settings, str]:
+    """The cleaned message, this reply's settings and its model, or :class:`Refused` saying why not.
+
+    The client's message is counted against its rate limit only once everything else is fine.
+    """
+    settings, pipeline = app.settings, app.pipeline
+    try:
+        text = clean_message(message or "", settings.max_input_chars)
+    except InvalidMessage as problem:
+        raise Refused(str(problem), "too_long" if (message or "").strip() else "empty") from None
+    if pipeline.content_filter.blocks(text):
+        raise Refused("Your message contains words this app does not accept. Please rephrase it.", "blocked_word")
+    try:
+        chosen = reply_settings(settings, choices)
+    except InvalidMessage as problem:
+        raise Refused(f"The system prompt cannot be used: {problem}", "too_long") from None
+    try:
+        spec = pipeline.models.check(choices.model)
+        loading = pipeline.models.request(spec)
+    except ModelLoadError as problem:
+        raise Refused(str(problem), "model_refused") from None
+    if not loading.done():
+        raise Refused(
+            f"{model_label(spec)} is still loading (first use). Your message stays in the box: "
+            "send it again once the model is ready.",
+            "model_loading",
+        )
+    if isinstance(loading.exception(), ModelLoadError):
+        raise Refused(str(loading.exception()), "model_refused")
+    if wait := app.limits.check(client):
+        raise Refused(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.", "rate_limit")
+    return text, chosen, spec
 
 
 def _stream_reply(
-    pipeline: ReplyPipeline,
+    app: ChatApp,
     messages: list[dict[str, str]],
     history: History,
     stop: threading.Event,
     options: ReplyOptions,
     session: dict[str, Any],
     stream: AudioStream,
-    replays: ReplayFiles | None,
 ) -> Iterator[ChatOutputs]:
     """The reply's text, its audio for the page's player, then its whole audio, timings and the saved chat."""
-    rate = pipeline.sample_rate
+    rate = app.pipeline.sample_rate
     spoken: list[np.ndarray] = []
-    for update in pipeline.reply(messages, stop, options):
+    for update in app.pipeline.reply(messages, stop, options):
         if session.get("stop") is not stop:
             return  # superseded by a newer message: its reply owns the chat now
+        if update.audio is None and not update.final and update.text == history[-1]["content"]:
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()  # nothing new: Stop gets a turn
+            continue
         history[-1] = {"role": "assistant", "content": update.text}
         if update.audio is not None:
             spoken.append(update.audio)
             for audio in stream.segment(update.audio, update.spoken):
                 yield gr.skip(), history, audio, gr.skip(), gr.skip(), gr.skip()
         elif update.final:
+            timeline = update.timeline
             whole = None
             if spoken:
                 samples = np.concatenate(spoken)
-                whole = replays.write(samples, rate) if replays else (rate, samples)
-            summary = update.timeline.summary()
-            yield gr.skip(), history, stream.end(), whole, summary, remember_chat(history)
+                whole = app.replays.write(samples, rate) if app.replays else (rate, samples)
+            if timeline.voice_failures:
+                gr.Warning(
+                    f"The voice could not speak {timeline.voice_failures} part(s) of this reply"
+                    + ("; it is shown as text only." if not spoken else ".")
+                )
+            if timeline.first_audio is not None:
+                app.metrics.first_audio.observe(timeline.first_audio)
+            if timeline.tokens_per_second is not None:
+                app.metrics.tokens_per_second.observe(timeline.tokens_per_second)
+            yield gr.skip(), history, stream.end(), whole, timeline.summary(), remember_chat(history)
         else:
             yield gr.skip(), history, stream.text(), gr.skip(), gr.skip(), gr.skip()
 
 
-def reply_settings(
-    settings: Settings,
-    system_prompt: str | None = None,
-    temperature: float | None = None,
-    top_p: float | None = None,
-    max_new_tokens: float | None = None,
-    repetition_penalty: float | None = None,
-) -> Settings:
+def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
     """The server's settings with one user's choices, kept within safe ranges.
 
     Anything an API caller sends is clamped; a reply can never be longer than the server's
-    own ``max_new_tokens``.
+    own ``max_new_tokens``. A system prompt is cleaned like a message (:class:`InvalidMessage`
+    when it is too long).
     """
-    choices: dict[str, Any] = {}
-    if system_prompt is not None:
-        prompt = system_prompt.strip()
-        choices["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
-    if temperature is not None:
-        choices["temperature"] = min(max(float(temperature), 0.0), 2.0)
-    if top_p is not None:
-        choices["top_p"] = min(max(float(top_p), 0.05), 1.0)
-    if max_new_tokens is not None:
-        choices["max_new_tokens"] = min(max(int(max_new_tokens), 1), settings.max_new_tokens)
-    if repetition_penalty is not None:
-        choices["repetition_penalty"] = min(max(float(repetition_penalty), 1.0), 2.0)
-    return dataclasses.replace(settings, **choices)
+    chosen: dict[str, Any] = {}
+    if choices.system_prompt is not None:
+        prompt = str(choices.system_prompt).strip()
+        chosen["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
+    if choices.temperature is not None:
+        chosen["temperature"] = min(max(float(choices.temperature), 0.0), 2.0)
+    if choices.top_p is not None:
+        chosen["top_p"] = min(max(float(choices.top_p), 0.05), 1.0)
+    if choices.max_new_tokens is not None:
+        chosen["max_new_tokens"] = min(max(int(choices.max_new_tokens), 1), settings.max_new_tokens)
+    if choices.repetition_penalty is not None:
+        chosen["repetition_penalty"] = min(max(float(choices.repetition_penalty), 1.0), 2.0)
+    return dataclasses.replace(settings, **chosen)
+
+
+def supersede(session: dict[str, Any] | None) -> None:
+    """A new message was sent: the reply still running in this session stops now, before the
+    new one waits for its place in the queue (so a session never holds two places)."""
+    if session and (running := session.pop("stop", None)):
+        running.set()  # and it is no longer this session's reply: it writes nothing more
+
+
+def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
+    """The line under the model picker while a picked model loads: the seconds so far, then ready or why not.
+
+    Loading happens here, on the model pool's loader thread, never in a reply's place in the queue.
+    """
+    try:
+        spec = app.pipeline.models.check(spec)
+        loading = app.pipeline.models.request(spec)
+    except ModelLoadError as problem:
+        app.metrics.refusals.labels("model_refused").inc()
+        gr.Warning(str(problem))
+        yield f"Not loaded: {problem}"
+        return
+    label, started = model_label(spec), time.monotonic()
+    while not loading.done():
+        yield f"Loading {label}… {time.monotonic() - started:.0f} s (first use; then it stays loaded for everyone)"
+        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
+    app.metrics.models_loaded.set(len(app.pipeline.models.loaded))
+    if isinstance(loading.exception(), ModelLoadError):
+        gr.Warning(str(loading.exception()))
+        yield f"Not loaded: {loading.exception()}"
+    elif loading.exception() is not None:
+        log.error("Loading %s failed", spec, exc_info=loading.exception())
+        yield f"Not loaded: {label} could not be loaded."
+    else:
+        yield f"{label} is ready."
 
 
 def last_turn_removed(history: History | None) -> tuple[str, History]:
@@ -251,7 +362,7 @@ def remember_settings(*values: Any) -> dict[str, Any]:
     return dict(zip(SAVED_CONTROLS, values, strict=True))
 
 
-def restore(pipeline: ReplyPipeline, settings: Settings, chat: Any, chosen: Any) -> list[Any]:
+def restore(pipeline: ReplyPipeline, chat: Any, chosen: Any) -> list[Any]:
     """Put back what the browser saved; anything this server cannot use now is left as it is."""
     history = [
         {"role": item["role"], "content": item["content"]}
@@ -287,8 +398,9 @@ def voice_status(pipeline: ReplyPipeline) -> str:
     return "\n".join(lines)
 
 
-def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) -> gr.Blocks:
-    """The whole page, wired to ``pipeline``, keeping reply audio in ``replays``; the caller launches it."""
+def build_ui(app: ChatApp) -> gr.Blocks:
+    """The whole page, wired to ``app``; the caller launches it."""
+    pipeline, settings = app.pipeline, app.settings
     source = pipeline.model.source.origin if pipeline.model.source else "not loaded"
     # No usage analytics leave the server; Gradio's own temporary files are deleted once old enough.
     age = settings.audio_file_max_age
@@ -344,11 +456,12 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
                 choices=[(model_label(spec), spec) for spec in pipeline.models.choices],
                 value=pipeline.models.default_spec,
                 label="Model",
-                info="Loaded on first use, then shared by everyone"
+                info="Loaded when picked, then shared by everyone"
                 + ("; type a Hugging Face model id for another one" if settings.allow_custom_models else ""),
                 allow_custom_value=settings.allow_custom_models,
                 elem_id="model",
             )
+            model_status = gr.Markdown("", elem_id="model-status")
             system_prompt = gr.Textbox(
                 value=settings.system_prompt,
                 label="System prompt",
@@ -383,38 +496,27 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
             "model": model,
         }
         controls = [named[name] for name in SAVED_CONTROLS]
-        handler = functools.partial(respond, pipeline, settings, replays=replays)
+        quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
         # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
-        # A message sent while a reply runs (or is being stopped) is taken, never dropped: it
-        # supersedes the running reply (see respond), so triggers are never ignored ("multiple").
-        chat_io: dict[str, Any] = {
-            "inputs": [
-                message,
-                chatbot,
-                voice,
-                speaking_rate,
-                text_only,
-                system_prompt,
-                temperature,
-                top_p,
-                max_new_tokens,
-                repetition_penalty,
-                model,
-                session,
-            ],
+        # A new message first stops this session's running reply (a quick step), then waits for a
+        # place; a message sent while a reply runs is taken, never dropped ("multiple").
+        reply: dict[str, Any] = {
+            "fn": app.chat,
+            "inputs": [message, chatbot, *(named[name] for name in REPLY_CONTROLS), session],
             "outputs": [message, chatbot, player, replay, stats, saved_chat],
             "concurrency_limit": settings.concurrency_limit,
             "concurrency_id": "reply",
-            "trigger_mode": "multiple",
             "show_progress_on": [chatbot],  # not on the player: its controls stay usable
         }
-        quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
+        new_message: dict[str, Any] = {"fn": supersede, "inputs": [session], "js": STOP_JS, **quick}
         keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}
-        submitted = message.submit(handler, api_name="chat", js=STOP_JS, **chat_io)
-        clicked = send.click(handler, api_visibility="private", js=STOP_JS, **chat_io)
-        retried = retry.click(
-            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, **quick
-        ).then(handler, api_visibility="private", **chat_io)
+        submitted = message.submit(trigger_mode="multiple", **new_message).then(api_name="chat", **reply)
+        clicked = send.click(trigger_mode="multiple", **new_message).then(api_visibility="private", **reply)
+        retried = (
+            retry.click(**new_message)
+            .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)
+            .then(api_visibility="private", **reply)
+        )
         replies = [submitted, clicked, retried]
         undo.click(
             last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, cancels=replies, **quick
@@ -430,6 +532,7 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
             cancels=replies,
             **quick,
         )
+        model.change(functools.partial(load_model, app), inputs=[model], outputs=[model_status], **quick)
         # Saved when a setting changes (restoring them saves what was saved: the same values).
         gr.on(
             [control.change for control in controls],
@@ -441,10 +544,13 @@ def build_ui(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) 
         )
         # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
         demo.load(
-            functools.partial(restore, pipeline, settings),
+            functools.partial(restore, pipeline),
             inputs=[saved_chat, saved_settings],
             outputs=[chatbot, *controls],
             **quick,
         ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
     demo.queue(max_size=settings.queue_size)
+    # Gradio's queue has no public size; read it where Gradio keeps it (gradio pinned; tests/test_served_rules.py).
+    app.metrics.replies_waiting.set_function(lambda: len(demo._queue))
+    app.metrics.models_loaded.set_function(lambda: len(pipeline.models.loaded))
     return demo

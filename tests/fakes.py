@@ -8,16 +8,20 @@ asserts on what happened in what order, never on how long it took.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
-from speakstream.voices import Voice
+from speakstream.pipeline import ReplyPipeline
+from speakstream.settings import Settings
+from speakstream.voices import Voice, VoiceSet
 
-from support import WAIT_SECONDS
+from support import WAIT_SECONDS, free_port, serve
 
 Hook = Callable[[int], None]
 
@@ -169,3 +173,27 @@ class SilentVoice(Voice):
             raise RuntimeError("the voice broke")
         self.events.add(f"spoke {number}")
         return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
+
+
+@dataclasses.dataclass
+class ScriptedServer:
+    """A real Gradio server of the app in this process, on a scripted model and a silent voice."""
+
+    url: str
+    model: ScriptedModel
+    events: Events
+    pipeline: ReplyPipeline
+
+
+@contextmanager
+def scripted_server(
+    script: str = "Hello! Nice to meet you. How can I help today?", **settings: Any
+) -> Iterator[ScriptedServer]:
+    """Serve the app with ``settings`` (over the defaults) on a scripted model; yields how to reach it."""
+    events = Events()
+    model = ScriptedModel(script, events=events)
+    chosen = Settings(port=free_port(), **settings)
+    voice = SilentVoice(events)
+    pipeline = ReplyPipeline(model, VoiceSet({voice.key: voice}, voice.key), chosen)
+    with serve(pipeline, chosen) as url:
+        yield ScriptedServer(url, model, events, pipeline)

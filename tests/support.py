@@ -13,8 +13,18 @@ from pathlib import Path
 from speakstream.bench.browser import free_port
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
+from speakstream.ui import ChatApp
 
-__all__ = ["PIRATE_WORDS", "WAIT_SECONDS", "free_port", "generation_threads", "serve", "wait_until", "words"]
+__all__ = [
+    "PIRATE_WORDS",
+    "WAIT_SECONDS",
+    "chat_app",
+    "free_port",
+    "generation_threads",
+    "serve",
+    "wait_until",
+    "words",
+]
 
 # How long a test waits for something that should happen before calling it a failure: long
 # enough for the busiest machine, since a passing test never waits it out.
@@ -44,6 +54,14 @@ def generation_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("speakstream-")]
 
 
+def chat_app(pipeline: ReplyPipeline, settings: Settings) -> ChatApp:
+    """The page's handlers' view of ``pipeline``, as start-up builds it (whole replies as samples, no files)."""
+    from speakstream.limits import RateLimits
+    from speakstream.ui import ChatApp
+
+    return ChatApp(pipeline, settings, RateLimits(settings.rate_limit, settings.rate_window))
+
+
 @contextmanager
 def serve(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
     """The app's page for ``pipeline``, served in this process on ``settings.port``; yields its URL.
@@ -51,13 +69,14 @@ def serve(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
     Its reply audio files go to a folder of their own inside Gradio's cache.
     """
     from speakstream.replay_files import ReplayFiles, default_folder
-    from speakstream.ui import build_ui
+    from speakstream.server import create_app, start
 
     gradio_cache = default_folder().parent
     gradio_cache.mkdir(parents=True, exist_ok=True)
     replays = ReplayFiles(settings.audio_file_max_age, Path(tempfile.mkdtemp(dir=gradio_cache)))
-    demo = build_ui(pipeline, settings, replays)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=settings.port, quiet=True)
+    demo = start(
+        create_app(pipeline, settings, replays), server_name="127.0.0.1", server_port=settings.port, quiet=True
+    )
     try:
         yield f"http://127.0.0.1:{settings.port}/"
     finally:

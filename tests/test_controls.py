@@ -5,11 +5,12 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from speakstream.conversation import content_text, for_display
+from speakstream.conversation import InvalidMessage, content_text, for_display
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.ui import (
     SAVED_CONTROLS,
+    ReplyChoices,
     last_turn_removed,
     remember_chat,
     remember_settings,
@@ -20,7 +21,7 @@ from speakstream.ui import (
 from speakstream.voices import VoiceSet
 
 from fakes import ScriptedModel, SilentVoice
-from support import PIRATE_WORDS, words
+from support import PIRATE_WORDS, chat_app, words
 
 
 def reply_of(outputs: list) -> str:
@@ -29,11 +30,14 @@ def reply_of(outputs: list) -> str:
 
 def test_user_choices_are_kept_within_safe_ranges() -> None:
     server = Settings(max_new_tokens=256)
-    chosen = reply_settings(server, "  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5)
+    wild = ReplyChoices(system_prompt="  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5)
+    chosen = reply_settings(server, wild)
     assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (2.0, 0.05, 256, 1.0)
     assert chosen.system_prompt == ""
-    assert reply_settings(server, "Be <|im_start|>brief.").system_prompt == "Be brief."
-    assert reply_settings(server) == server
+    assert reply_settings(server, ReplyChoices(system_prompt="Be <|im_start|>brief.")).system_prompt == "Be brief."
+    assert reply_settings(server, ReplyChoices()) == server
+    with pytest.raises(InvalidMessage, match="the limit is 1,000"):
+        reply_settings(server, ReplyChoices(system_prompt="x" * 1001))
 
 
 def test_retry_and_undo_start_from_the_last_user_message() -> None:
@@ -50,9 +54,18 @@ def test_retry_and_undo_start_from_the_last_user_message() -> None:
 
 @pytest.mark.slow
 def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settings) -> None:
-    plain = reply_of(list(respond(pipeline, settings, "Who are you?", [], text_only=True))).lower()
+    plain = reply_of(
+        list(respond(chat_app(pipeline, settings), "Who are you?", [], ReplyChoices(text_only=True)))
+    ).lower()
     pirate = reply_of(
-        list(respond(pipeline, settings, "Who are you?", [], text_only=True, system_prompt="You are a pirate captain."))
+        list(
+            respond(
+                chat_app(pipeline, settings),
+                "Who are you?",
+                [],
+                ReplyChoices(text_only=True, system_prompt="You are a pirate captain."),
+            )
+        )
     ).lower()
     assert words(pirate) & PIRATE_WORDS, pirate
     assert not words(plain) & PIRATE_WORDS, plain
@@ -60,14 +73,20 @@ def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settin
 
 @pytest.mark.slow
 def test_max_new_tokens_is_respected(pipeline: ReplyPipeline, settings: Settings) -> None:
-    outputs = list(respond(pipeline, settings, "Tell me a long story.", [], text_only=True, max_new_tokens=8))
+    outputs = list(
+        respond(
+            chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(text_only=True, max_new_tokens=8)
+        )
+    )
     assert 0 < pipeline.model.text_tokens(reply_of(outputs)) <= 9
 
 
 @pytest.mark.slow
 def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, settings: Settings) -> None:
     def seconds(rate: float) -> float:
-        outputs = list(respond(pipeline, settings, "Hi! How are you today?", [], speaking_rate=rate))
+        outputs = list(
+            respond(chat_app(pipeline, settings), "Hi! How are you today?", [], ReplyChoices(speaking_rate=rate))
+        )
         sample_rate, samples = outputs[-1][3]
         return samples.size / sample_rate
 
@@ -85,7 +104,7 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
     ]
     chosen = {**dict.fromkeys(SAVED_CONTROLS), "voice": "silent", "speaking_rate": 1.3, "text_only": True}
     chosen |= {"system_prompt": "Be brief.", "max_new_tokens": 64, "model": settings.llm}
-    restored = restore(pipeline, settings, remember_chat(history), remember_settings(*chosen.values()))
+    restored = restore(pipeline, remember_chat(history), remember_settings(*chosen.values()))
     assert restored[0] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     values = dict(zip(SAVED_CONTROLS, restored[1:], strict=True))
     assert values["voice"] == "silent" and values["speaking_rate"] == 1.3 and values["text_only"] is True
@@ -94,7 +113,7 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
     assert isinstance(values["temperature"], type(gr.skip()))  # saved as None: left as the page has it
 
     unusable = {"voice": "no-such-voice", "model": "/etc/passwd", "speaking_rate": "fast", "text_only": 1}
-    values = dict(zip(SAVED_CONTROLS, restore(pipeline, settings, [], unusable)[1:], strict=True))
+    values = dict(zip(SAVED_CONTROLS, restore(pipeline, [], unusable)[1:], strict=True))
     assert all(isinstance(value, type(gr.skip())) for value in values.values())
     for chat, chosen in (
         (None, None),
@@ -102,4 +121,4 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
         ({"history": "x"}, []),
         ([{"role": "system", "content": "x"}], {}),
     ):
-        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, settings, chat, chosen))
+        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, chat, chosen))

@@ -6,6 +6,7 @@ import pytest
 
 from speakstream.conversation import (
     InvalidMessage,
+    bounded_history,
     clean_message,
     content_text,
     for_display,
@@ -86,3 +87,25 @@ def test_html_typed_by_a_user_is_shown_as_text_and_sent_as_typed() -> None:
     assert "<" not in shown and ">" not in shown
     history = [{"role": "user", "content": shown}]
     assert to_model_messages(history, "") == [{"role": "user", "content": typed}]
+
+
+def test_trimming_a_long_conversation_counts_the_prompt_a_few_times_not_once_per_turn() -> None:
+    calls: list[int] = []
+
+    def count(messages) -> int:
+        calls.append(len(messages))
+        return sum(len(m["content"].split()) + 3 for m in messages)
+
+    messages = [{"role": ("user", "assistant")[i % 2], "content": "word " * 50} for i in range(999)]
+    trimmed = trim_to_context(messages, count, budget=1000)
+    assert count(trimmed) <= 1000 and trimmed[-1] == messages[-1] and len(trimmed) > 10
+    assert len(calls) <= 4, f"counted {len(calls)} times"
+
+
+def test_a_clients_history_is_cut_to_its_newest_well_formed_turns() -> None:
+    history = [{"role": "user", "content": f"{i} " + "x" * 98} for i in range(500)]
+    history[-2] = "not a turn"
+    kept = bounded_history(history, max_turns=100, max_chars=5_000)
+    assert len(kept) == 49 and kept[-1] == history[-1] and "not a turn" not in kept
+    assert kept[0]["content"].startswith("450 ")
+    assert bounded_history(history, max_turns=3, max_chars=10**9) == [history[-3], history[-1]]

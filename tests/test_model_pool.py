@@ -17,9 +17,10 @@ from speakstream.model import LanguageModel, ModelLoadError
 from speakstream.model_pool import ModelBusy, ModelPool
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import DEFAULT_LLM, Settings
-from speakstream.ui import respond
+from speakstream.ui import ReplyChoices, respond
 
 from fakes import Events, ScriptedModel
+from support import chat_app
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +37,13 @@ def model_folders(model: LanguageModel, settings: Settings, tmp_path_factory: py
 
 
 class Loader:
-    """Loads scripted models by name, each load held until the test lets it finish."""
+    """Loads scripted models by name; a load in ``hold`` waits until the test lets it finish, one in
+    ``broken`` fails."""
 
-    def __init__(self) -> None:
+    def __init__(self, broken: tuple[str, ...] = ()) -> None:
         self.events = Events()
         self.hold: set[str] = set()
+        self.broken = broken
         self.calls: list[str] = []
 
     def __call__(self, spec: str) -> ScriptedModel:
@@ -48,6 +51,8 @@ class Loader:
         self.events.add(f"loading {spec}")
         if spec in self.hold:
             self.events.wait_for(f"finish {spec}")
+        if spec in self.broken:
+            raise ModelLoadError(f"Could not load {spec}.")
         return ScriptedModel(name=spec)
 
 
@@ -88,33 +93,62 @@ def test_beyond_the_bound_the_least_recently_used_idle_model_is_unloaded(full_po
 def test_an_unloaded_model_is_loaded_again_when_asked_for(full_pool: ModelPool) -> None:
     first = full_pool.request("a/a").result()
     full_pool.request("b/b").result(timeout=30)
-    full_pool.request("c/c").result(timeout=30)
-    assert "a/a" not in full_pool.loaded
+    assert full_pool.loaded == [DEFAULT_LLM, "b/b"]
     again = full_pool.request("a/a").result(timeout=30)
-    assert again is not first and full_pool.loaded == ["c/c", "a/a"]
+    assert again is not first and full_pool.loaded == [DEFAULT_LLM, "a/a"]
+
+
+def test_the_start_up_model_stays_loaded_and_counts_towards_the_bound(full_pool: ModelPool) -> None:
+    for spec in ("b/b", "c/c", "a/a"):
+        full_pool.request(spec).result(timeout=30)
+        assert len(full_pool.loaded) == 2 and DEFAULT_LLM in full_pool.loaded
+    alone = pool_of(Loader(), max_loaded_models=1)
+    with pytest.raises(ModelBusy, match="only its own model"):
+        alone.request("a/a").result(timeout=30)
 
 
 def test_a_model_answering_someone_is_never_unloaded(full_pool: ModelPool) -> None:
-    with full_pool.lease(DEFAULT_LLM), full_pool.lease("a/a"):
-        with pytest.raises(ModelBusy, match="answering other users"):
+    with full_pool.lease("a/a"):
+        with pytest.raises(ModelBusy, match="answering users"):
             full_pool.request("b/b").result(timeout=30)
         assert full_pool.loaded == [DEFAULT_LLM, "a/a"]
-    with full_pool.lease("a/a"):
-        full_pool.request("b/b").result(timeout=30)
-    assert full_pool.loaded == ["a/a", "b/b"]
+    full_pool.request("b/b").result(timeout=30)
+    assert full_pool.loaded == [DEFAULT_LLM, "b/b"]
 
 
-def test_users_may_pick_listed_models_and_hub_ids_but_never_server_paths() -> None:
-    pool = pool_of(Loader())
-    assert pool.check("b/b") == "b/b"  # the server listed it
-    assert pool.check("") == DEFAULT_LLM
-    assert pool.check("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
-    for path in ("/etc", "../models", "~/.ssh/x.gguf", "a/b/c"):
-        with pytest.raises(ModelLoadError, match="not a Hugging Face model id"):
-            pool.check(path)
-    closed = pool_of(Loader(), allow_custom_models=False)
+def test_a_model_that_fails_to_load_unloads_nothing() -> None:
+    pool = pool_of(Loader(broken=("b/b",)))
+    pool.request("a/a").result(timeout=30)
+    with pytest.raises(ModelLoadError, match="Could not load b/b"):
+        pool.request("b/b").result(timeout=30)
+    assert pool.loaded == [DEFAULT_LLM, "a/a"], "a failed load evicts nothing"
+
+
+def test_users_may_pick_listed_models_and_only_with_permission_other_hub_ids_never_paths() -> None:
+    closed = pool_of(Loader())
+    assert closed.check("b/b") == "b/b"  # the server listed it
+    assert closed.check("") == DEFAULT_LLM
     with pytest.raises(ModelLoadError, match="only offers the listed models"):
         closed.check("someone/huge-model")
+    pool = pool_of(Loader(), allow_custom_models=True)
+    assert pool.check("HuggingFaceTB/SmolLM2-360M-Instruct") == "HuggingFaceTB/SmolLM2-360M-Instruct"
+    for path in ("/etc", "../models", "~/.ssh/x.gguf", "a/b/c", "speakstream/..", "a/..", "x" * 120 + "/y", "-a/b"):
+        with pytest.raises(ModelLoadError, match="not a Hugging Face model id"):
+            pool.check(path)
+
+
+def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypatch: pytest.MonkeyPatch) -> None:
+    downloads: list[str] = []
+    monkeypatch.setattr(
+        "speakstream.model_pool.download_from_hub",
+        lambda repo, local_files_only: downloads.append(repo) or (_ for _ in ()).throw(OSError("not cached")),
+    )
+    settings = dataclasses.replace(Settings(), allow_custom_models=True, max_model_size_gb=1.0)
+    pool = ModelPool(settings, ScriptedModel(name="default"), weights_bytes=lambda repo: 70 * 10**9)
+    with pytest.raises(ModelLoadError, match=r"70.0 GB, more than this server's limit of 1 GB"):
+        pool.request("someone/huge-model").result(timeout=30)
+    assert downloads == ["someone/huge-model"], "only the local cache was looked at"
+    assert pool.loaded == [DEFAULT_LLM]
 
 
 @pytest.mark.slow
@@ -124,7 +158,12 @@ def test_a_model_folder_picked_in_the_chat_loads_and_answers(
     listed = dataclasses.replace(settings, model_choices=",".join(model_folders))
     fresh = ReplyPipeline(pipeline.model, pipeline.voices, listed)
     shown: list[str] = []  # the reply's place in the chat at each update (the history is updated in place)
-    for outputs in respond(fresh, listed, "What is the capital of France?", [], text_only=True, model=model_folders[2]):
+    for outputs in respond(
+        chat_app(fresh, listed),
+        "What is the capital of France?",
+        [],
+        ReplyChoices(text_only=True, model=model_folders[2]),
+    ):
         shown.append(content_text(outputs[1][-1]["content"]))
     assert shown[1].startswith("*Loading model-c")
     assert "Paris" in shown[-1]
@@ -143,8 +182,28 @@ def test_a_model_that_fails_to_load_leaves_the_message_to_send_again(
     fresh = ReplyPipeline(pipeline.model, pipeline.voices, listed)
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     with pytest.warns(UserWarning, match="Could not load"):
-        outputs = list(respond(fresh, listed, "Still there?", history, text_only=True, model=str(broken)))
+        outputs = list(
+            respond(chat_app(fresh, listed), "Still there?", history, ReplyChoices(text_only=True, model=str(broken)))
+        )
     message_box, shown, *_ = outputs[-1]
     assert message_box == "Still there?" and shown == history
-    again = list(respond(fresh, listed, "Still there?", history, text_only=True))  # the default model still answers
+    again = list(
+        respond(chat_app(fresh, listed), "Still there?", history, ReplyChoices(text_only=True))
+    )  # the default model still answers
     assert content_text(again[-1][1][-1]["content"])
+
+
+def test_a_model_that_failed_to_load_gives_its_reason_for_a_while_before_it_is_tried_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    loader = Loader(broken=("a/a",))
+    pool = pool_of(loader)
+    with pytest.raises(ModelLoadError, match="Could not load a/a"):
+        pool.request("a/a").result(timeout=30)
+    with pytest.raises(ModelLoadError, match="Could not load a/a"):
+        pool.request("a/a").result(timeout=30)
+    assert loader.calls == ["a/a"], "not retried at once"
+    monkeypatch.setattr("speakstream.model_pool.RETRY_AFTER_SECONDS", 0.0)
+    with pytest.raises(ModelLoadError):
+        pool.request("a/a").result(timeout=30)
+    assert loader.calls == ["a/a", "a/a"]

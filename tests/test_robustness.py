@@ -19,10 +19,10 @@ from speakstream.conversation import content_text
 from speakstream.model import LanguageModel
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.ui import respond
+from speakstream.ui import ReplyChoices, respond
 from speakstream.voices import VoiceSet
 
-from support import free_port, generation_threads, serve, wait_until
+from support import chat_app, free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +140,11 @@ def test_no_conversation_reaches_the_logs_at_info(
     pipeline: ReplyPipeline, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
-    outputs = list(respond(pipeline, settings, "My secret word is pineapple. What is it?", [], text_only=True))
+    outputs = list(
+        respond(
+            chat_app(pipeline, settings), "My secret word is pineapple. What is it?", [], ReplyChoices(text_only=True)
+        )
+    )
     reply = content_text(outputs[-1][1][-1]["content"])
     assert reply
     logged = "\n".join(record.getMessage() for record in caplog.records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,3 +77,38 @@ def test_a_port_in_use_exits_with_a_message(bundled_gguf: Path) -> None:
     assert result.returncode == 1
     assert f"Could not serve on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_model_without_a_chat_template_exits_with_a_message(model, settings, tmp_path: Path) -> None:
+    converted = settings.model_cache_dir / model._conversion_dir(model.source).name
+    plain = tmp_path / "no-template"
+    shutil.copytree(converted, plain)
+    (plain / "chat_template.jinja").unlink()
+    result = subprocess.run(
+        [sys.executable, "app.py", "--llm", str(plain), "--port", str(free_port())],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "has no chat template; use an Instruct model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_settings_that_cannot_work_are_refused_at_start_one_line_each() -> None:
+    result = subprocess.run(
+        [sys.executable, "app.py", "--temperature", "7", "--chunk-min-chars", "500", "--rate-window", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "error: --temperature must be between 0 and 2 (got 7)",
+        "error: --rate-window must be at least 0.001 (got 0)",
+        "error: chunk sizes must satisfy --chunk-min-chars <= --first-chunk-max-chars <= --chunk-max-chars "
+        "(got 500, 24, 100)",
+    ]

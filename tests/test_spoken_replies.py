@@ -11,6 +11,7 @@ import io
 import subprocess
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import imageio_ffmpeg
@@ -25,13 +26,15 @@ from speakstream.chunker import TextChunker, rules_from_settings
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.speech_text import SpeechCleaner
-from speakstream.torch_threads import CoreShare
+from speakstream.torch_threads import CoreBudget
 from speakstream.voices import VoiceSet
 
 from fakes import SilentVoice
 from support import free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SKY = [{"role": "user", "content": "Explain in three sentences why the sky is blue."}]
 STORY = [{"role": "user", "content": "Tell me a short story about a robot who learns to paint."}]
@@ -93,7 +96,7 @@ def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
     assert wait_until(lambda: not generation_threads())
 
 
-class WatchedCores(CoreShare):
+class WatchedCores(CoreBudget):
     """The core share, noting on each token the generating thread's own torch thread count,
     and whether a voice was speaking then."""
 
@@ -173,3 +176,13 @@ def test_the_hls_player_streams_what_the_replay_holds(hls_app: str) -> None:
     assert replay_seconds > 2
     # The stream carries the speech plus a 0.1 s tail after each segment, and AAC's priming frames.
     assert replay_seconds - 0.3 < streamed_seconds < replay_seconds + 0.15 * segments + 1.0
+
+
+def test_the_readme_client_saves_each_spoken_segment(app_url: str, tmp_path: Path, monkeypatch) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    snippet = readme.split("**From a program.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(snippet.replace("http://127.0.0.1:7860/", app_url), {})
+    saved = sorted(tmp_path.glob("segment-*.wav"))
+    assert len(saved) >= 2
+    assert all(soundfile.info(str(path)).samplerate == 22050 and soundfile.info(str(path)).frames for path in saved)

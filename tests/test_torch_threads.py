@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
 import sys
 import threading
@@ -10,7 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from speakstream.torch_threads import CoreShare, in_passing_thread
+from speakstream.torch_threads import CoreBudget, in_passing_thread
+
+from support import WAIT_SECONDS, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,28 +38,115 @@ def own_openmp_threads() -> int:
     return int(info.split("omp_get_max_threads() :")[1].split()[0])
 
 
-def test_a_model_thread_gives_the_voice_a_core_while_it_speaks_and_takes_it_back() -> None:
-    cores = CoreShare(2)
+class ModelThread(threading.Thread):
+    """A model thread under test: registered with the budget, it calls ``follow()`` (one token)
+    each time the test asks it to, and notes its own OpenMP thread count after each."""
 
-    def model_thread() -> list[int]:
-        seen = []
-        cores.follow()
-        seen.append(own_openmp_threads())
-        with cores.voice_speaking(), cores.voice_speaking():  # two replies speaking at once
-            cores.follow()
-            seen.append(own_openmp_threads())
-        cores.follow()
-        seen.append(own_openmp_threads())
-        return seen
+    def __init__(self, cores: CoreBudget) -> None:
+        super().__init__(daemon=True)
+        self.cores = cores
+        self.tokens: queue.Queue[bool] = queue.Queue()
+        self.counts: queue.Queue[int] = queue.Queue()
 
-    assert in_passing_thread(model_thread) == [2, 1, 2]
+    def run(self) -> None:
+        with self.cores.generating():
+            while self.tokens.get():
+                self.cores.follow()
+                self.counts.put(own_openmp_threads())
+
+    def token(self) -> int:
+        """Write one token; returns the threads it ran with."""
+        self.tokens.put(True)
+        return self.counts.get(timeout=WAIT_SECONDS)
+
+    def finish(self) -> None:
+        self.tokens.put(False)
+        self.join(WAIT_SECONDS)
 
 
-def test_without_sharing_the_model_keeps_its_threads() -> None:
-    cores, single = CoreShare(2, share=False), CoreShare(1)
-    with cores.voice_speaking(), single.voice_speaking():
-        assert cores.wanted == 2
-        assert single.wanted == 1  # never zero
+def speak_in_background(cores: CoreBudget, done: threading.Event) -> threading.Event:
+    """A voice that takes a core (once one is free) and holds it until ``done``; returns an event set as it speaks."""
+    speaking = threading.Event()
+
+    def voice() -> None:
+        with cores.voice_speaking():
+            speaking.set()
+            done.wait(WAIT_SECONDS)
+
+    threading.Thread(target=voice, daemon=True).start()
+    return speaking
+
+
+def test_a_model_alone_uses_every_core_and_gives_one_to_a_voice_at_its_next_token() -> None:
+    cores = CoreBudget(2)
+    model = ModelThread(cores)
+    model.start()
+    assert model.token() == 2
+    done = threading.Event()
+    speaking = speak_in_background(cores, done)
+    assert not speaking.wait(0.2), "the voice waits until the model gives up a core"
+    assert model.token() == 1
+    assert speaking.wait(WAIT_SECONDS) and cores.in_use == 2
+    done.set()
+    assert wait_until(lambda: cores.in_use == 1)
+    assert model.token() == 2, "and takes it back once the voice is done"
+    model.finish()
+
+
+def test_two_replies_share_the_cores_and_wait_at_their_next_token_while_voices_hold_them_all() -> None:
+    cores = CoreBudget(2)
+    first, second = ModelThread(cores), ModelThread(cores)
+    first.start(), second.start()
+    assert {first.token(), second.token()} == {1}
+    done = threading.Event()
+    voices = [speak_in_background(cores, done), speak_in_background(cores, done)]
+    tokens: queue.Queue[int] = queue.Queue()
+    for model in (first, second):
+        threading.Thread(target=lambda m=model: tokens.put(m.token()), daemon=True).start()
+    assert voices[0].wait(WAIT_SECONDS) and voices[1].wait(WAIT_SECONDS)
+    assert cores.in_use == 2 and tokens.empty(), "both voices speak; both models wait at their next token"
+    done.set()
+    assert [tokens.get(timeout=WAIT_SECONDS), tokens.get(timeout=WAIT_SECONDS)] == [1, 1]
+    first.finish(), second.finish()
+
+
+def test_without_sharing_models_keep_every_core_and_voices_never_wait() -> None:
+    cores = CoreBudget(2, share=False)
+    model = ModelThread(cores)
+    model.start()
+    with cores.voice_speaking():
+        assert model.token() == 2
+    model.finish()
+
+
+def test_a_one_off_call_never_waits_and_never_runs_on_zero_threads() -> None:
+    cores = CoreBudget(1)
+    with cores.voice_speaking():
+        assert in_passing_thread(lambda: (cores.follow(), own_openmp_threads())[1]) == 1
+
+
+def test_model_threads_and_voices_never_hold_more_than_the_cores() -> None:
+    cores = CoreBudget(2)
+    seen: list[int] = []
+
+    def model() -> None:
+        with cores.generating():
+            for _ in range(200):
+                cores.follow()
+                seen.append(cores.in_use)
+
+    def voice() -> None:
+        for _ in range(50):
+            with cores.voice_speaking():
+                seen.append(cores.in_use)
+
+    workers = [threading.Thread(target=work, daemon=True) for work in (model, model, model, voice, voice)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(WAIT_SECONDS)
+    assert not any(worker.is_alive() for worker in workers), "nobody is left waiting"
+    assert len(seen) == 3 * 200 + 2 * 50 and max(seen) <= 2
 
 
 PROBE = """

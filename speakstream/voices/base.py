@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import numpy as np
 
@@ -26,14 +28,18 @@ class Voice(ABC):
     def __init__(self) -> None:
         self._lock = threading.Lock()
 
-    def synthesize(self, text: str, speaking_rate: float = 1.0) -> np.ndarray:
+    def synthesize(
+        self, text: str, speaking_rate: float = 1.0, while_speaking: AbstractContextManager[Any] | None = None
+    ) -> np.ndarray:
         """Samples for ``text`` (int16, mono, at ``sample_rate``); empty when there is nothing to say.
 
         ``speaking_rate`` above 1 speaks faster; both engines take its inverse as length scale.
+        ``while_speaking`` is entered only once this voice is free (a reply waiting for another
+        reply's synthesis holds no core meanwhile).
         """
         if not any(ch.isalnum() for ch in text):
             return np.zeros(0, dtype=np.int16)
-        with self._lock:
+        with self._lock, while_speaking or nullcontext():
             samples = np.asarray(self._synthesize(text, 1.0 / speaking_rate), dtype=np.float32).reshape(-1)
         return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
 

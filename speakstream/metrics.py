@@ -1,0 +1,70 @@
+"""What an operator sees of a running server: Prometheus metrics at ``/metrics``, counts only.
+
+Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
+place; first audio and decoding speed; models loaded. Never any text of a conversation.
+Each app has a registry of its own (tests run several apps in one process).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+REFUSALS = ("empty", "too_long", "blocked_word", "rate_limit", "model_refused", "model_loading", "queue_full")
+ENDINGS = ("completed", "stopped", "failed")
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The app's counters, gauges and histograms, and their text for Prometheus."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.replies_started = Counter("speakstream_replies_started", "Replies that began", registry=self.registry)
+        self.replies_ended = Counter(
+            "speakstream_replies_ended", "Replies that ended, by how", ["outcome"], registry=self.registry
+        )
+        self.refusals = Counter(
+            "speakstream_refusals", "Messages refused, by reason", ["reason"], registry=self.registry
+        )
+        self.replies_running = Gauge("speakstream_replies_running", "Replies being written now", registry=self.registry)
+        self.replies_waiting = Gauge(
+            "speakstream_replies_waiting", "Messages waiting in the queue for a reply's place", registry=self.registry
+        )
+        self.models_loaded = Gauge("speakstream_models_loaded", "Language models in memory", registry=self.registry)
+        self.first_audio = Histogram(
+            "speakstream_first_audio_seconds",
+            "Seconds from a reply's start to its first audio",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0),
+            registry=self.registry,
+        )
+        self.tokens_per_second = Histogram(
+            "speakstream_tokens_per_second",
+            "Decoding speed of a reply",
+            buckets=(2, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 150, 200),
+            registry=self.registry,
+        )
+        for reason in REFUSALS:
+            self.refusals.labels(reason)
+        for outcome in ENDINGS:
+            self.replies_ended.labels(outcome)
+
+    def text(self) -> bytes:
+        """The metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+def serve_metrics(app: Any, metrics: Metrics) -> None:
+    """Answer ``/metrics`` from the app's own web server (Gradio's FastAPI app, once launched).
+
+    Put first among the routes, before Gradio's own catch-all ones.
+    """
+    from fastapi.responses import Response
+    from fastapi.routing import APIRoute
+
+    def scrape() -> Response:
+        return Response(metrics.text(), media_type=CONTENT_TYPE)
+
+    app.router.routes.insert(0, APIRoute("/metrics", scrape, methods=["GET"], include_in_schema=False))
