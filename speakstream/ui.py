@@ -54,6 +54,7 @@ EXAMPLE_PROMPTS = [
     "Give me three tips for sleeping better, as a numbered list.",
 ]
 LOADING_TICK_SECONDS = 1.0
+SUPERSEDE_WAIT_SECONDS = 10.0
 MAX_SAVED_MESSAGES = 100
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
@@ -130,7 +131,7 @@ def respond(
     A message that cannot be sent stays in the box and the user sees why (an empty or too
     long message or system prompt, a word on the list, a model this server will not load or
     that is still loading, too many messages from this client). A new message stops the
-    reply still running in the same session (``session`` holds its stop event). An error
+    reply still running in the same session (``session`` holds its stop and ended events). An error
     while generating ends this reply with a note in the chat and leaves the app serving others.
     """
     pipeline, settings, metrics = app.pipeline, app.settings, app.metrics
@@ -144,10 +145,9 @@ def respond(
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
-    stop = threading.Event()
-    if previous := session.get("stop"):
-        previous.set()
-    session["stop"] = stop
+    stop, ended = threading.Event(), threading.Event()
+    supersede(session)
+    session["running"] = (stop, ended)
     before = history
     history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
     stream = audio_stream(settings.player, uuid.uuid4().hex[:16], pipeline.sample_rate)
@@ -180,6 +180,7 @@ def respond(
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), remember_chat(history)
     finally:
         stop.set()
+        ended.set()
         metrics.replies_running.dec()
         metrics.replies_ended.labels(outcome).inc()
 
@@ -239,7 +240,7 @@ def _stream_reply(
     rate = app.pipeline.sample_rate
     spoken: list[np.ndarray] = []
     for update in app.pipeline.reply(messages, stop, options):
-        if session.get("stop") is not stop:
+        if session.get("running", (None,))[0] is not stop:
             return  # superseded by a newer message: its reply owns the chat now
         if update.audio is None and not update.final and update.text == history[-1]["content"]:
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()  # nothing new: Stop gets a turn
@@ -293,9 +294,16 @@ def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
 
 def supersede(session: dict[str, Any] | None) -> None:
     """A new message was sent: the reply still running in this session stops now, before the
-    new one waits for its place in the queue (so a session never holds two places)."""
-    if session and (running := session.pop("stop", None)):
-        running.set()  # and it is no longer this session's reply: it writes nothing more
+    new one waits for its place in the queue (so a session never holds two places).
+
+    Waits (a few seconds at most) until that reply has ended: Gradio sends a finished event's
+    last outputs once more when it ends, and that must come before the new reply's first.
+    """
+    if session and (running := session.pop("running", None)):
+        stop, ended = running
+        stop.set()  # and it is no longer this session's reply: it writes nothing more
+        if not ended.wait(SUPERSEDE_WAIT_SECONDS):
+            log.warning("A superseded reply did not end within %.0f s", SUPERSEDE_WAIT_SECONDS)
 
 
 def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
@@ -506,12 +514,19 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             "outputs": [message, chatbot, player, replay, stats, saved_chat],
             "concurrency_limit": settings.concurrency_limit,
             "concurrency_id": "reply",
+            "trigger_mode": "multiple",
             "show_progress_on": [chatbot],  # not on the player: its controls stay usable
         }
-        new_message: dict[str, Any] = {"fn": supersede, "inputs": [session], "js": STOP_JS, **quick}
+        new_message: dict[str, Any] = {
+            "fn": supersede,
+            "inputs": [session],
+            "js": STOP_JS,
+            "trigger_mode": "multiple",
+            **quick,
+        }
         keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}
-        submitted = message.submit(trigger_mode="multiple", **new_message).then(api_name="chat", **reply)
-        clicked = send.click(trigger_mode="multiple", **new_message).then(api_visibility="private", **reply)
+        submitted = message.submit(**new_message).then(api_name="chat", **reply)
+        clicked = send.click(**new_message).then(api_visibility="private", **reply)
         retried = (
             retry.click(**new_message)
             .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import itertools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ from speakstream.ui import ERROR_NOTE, ReplyChoices, load_model, respond, supers
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
-from support import chat_app, generation_threads, wait_until
+from support import WAIT_SECONDS, chat_app, generation_threads, wait_until
 
 ANSWER = "Paris is the capital of France. It is lovely in spring, and the food is good."
 MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
@@ -98,21 +99,36 @@ def test_a_model_error_mid_reply_ends_with_a_note_and_the_next_message_is_answer
     assert shown(list(respond(chat_app(pipeline, settings), "Hi again", outputs[-1][1]))[-1]) == ANSWER
 
 
+class Driven:
+    """A reply's outputs pulled on a thread of its own, as Gradio pulls them; each one is kept."""
+
+    def __init__(self, outputs: Iterator[tuple]) -> None:
+        self.outputs: list[tuple] = []
+        self.thread = threading.Thread(target=lambda: self.outputs.extend(outputs), daemon=True)
+        self.thread.start()
+
+    def ended(self) -> bool:
+        self.thread.join(WAIT_SECONDS)
+        return not self.thread.is_alive()
+
+    def completed(self) -> bool:
+        """Whether it ran to its end (its last update carries the timing line)."""
+        return any(isinstance(out[4], str) and out[4] for out in self.outputs)
+
+
 def test_a_new_message_stops_the_reply_still_running_in_the_same_session() -> None:
     events = Events()
-    model = ScriptedModel(ANSWER, events=events)
-    model.before_token = hold_until(events, 3, "second message")
+    model = ScriptedModel(ANSWER, events=events, before_token=hold_until(events, 3, "second message"))
     pipeline, settings = app(model)
     session: dict = {}
-    old = respond(chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(), session)
-    while not shown(next(old)):  # until the reply is being written
-        pass
+    old = Driven(respond(chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(), session))
+    events.wait_for("token 2")
     model.before_token = None
     new = respond(chat_app(pipeline, settings), "What is the capital of France?", [], ReplyChoices(), session)
-    next(new)  # the new message is in: the old reply is told to stop
+    next(new)  # the new message is in: the old reply has been stopped and has ended
+    assert old.ended() and not old.completed(), "the old reply writes nothing more into the chat"
     events.add("second message")
     events.wait_for("stopped")
-    assert list(old) == [], "the old reply writes nothing more into the chat"
     assert shown(list(new)[-1]) == ANSWER
     assert wait_until(lambda: not generation_threads())
 
@@ -179,16 +195,17 @@ def test_a_picked_model_loads_on_its_own_and_a_message_sent_meanwhile_stays_in_t
 
 
 def test_a_new_message_stops_the_running_reply_before_it_waits_for_a_place() -> None:
-    """What the page does first on Enter (a quick step, outside the queue's places)."""
+    """What the page does first on Enter (a quick step, outside the queue's places): it returns
+    once the running reply has ended, so that reply's last outputs never come after the new one's."""
     events = Events()
     model = ScriptedModel(ANSWER, events=events, before_token=hold_until(events, 3, "superseded"))
     pipeline, settings = app(model)
     session: dict = {}
-    running = respond(chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(), session)
-    while not shown(next(running)):
-        pass
+    running = Driven(respond(chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(), session))
+    events.wait_for("token 2")
     supersede(session)
+    assert not running.thread.is_alive() and not running.completed()
     events.add("superseded")
     events.wait_for("stopped")
-    assert list(running) == [] and model.written == 3
+    assert model.written == 3
     supersede({})  # nothing running: nothing to do

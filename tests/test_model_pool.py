@@ -17,7 +17,7 @@ from speakstream.model import LanguageModel, ModelLoadError
 from speakstream.model_pool import ModelBusy, ModelPool
 from speakstream.pipeline import ReplyPipeline
 from speakstream.settings import DEFAULT_LLM, Settings
-from speakstream.ui import ReplyChoices, respond
+from speakstream.ui import ReplyChoices, load_model, respond
 
 from fakes import Events, ScriptedModel
 from support import chat_app
@@ -152,45 +152,39 @@ def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypat
 
 
 @pytest.mark.slow
-def test_a_model_folder_picked_in_the_chat_loads_and_answers(
+def test_a_model_folder_picked_in_the_page_loads_and_answers(
     pipeline: ReplyPipeline, settings: Settings, model_folders: list[str]
 ) -> None:
     listed = dataclasses.replace(settings, model_choices=",".join(model_folders))
-    fresh = ReplyPipeline(pipeline.model, pipeline.voices, listed)
-    shown: list[str] = []  # the reply's place in the chat at each update (the history is updated in place)
-    for outputs in respond(
-        chat_app(fresh, listed),
-        "What is the capital of France?",
-        [],
-        ReplyChoices(text_only=True, model=model_folders[2]),
-    ):
-        shown.append(content_text(outputs[1][-1]["content"]))
-    assert shown[1].startswith("*Loading model-c")
-    assert "Paris" in shown[-1]
-    assert outputs[4].endswith("model model-c")  # the stats line names the model
-    assert fresh.models.loads == 1
+    handlers = chat_app(ReplyPipeline(pipeline.model, pipeline.voices, listed), listed)
+    status = list(load_model(handlers, model_folders[2]))
+    assert status[0].startswith("Loading model-c") and status[-1] == "model-c is ready."
+    picked = ReplyChoices(text_only=True, model=model_folders[2])
+    outputs = list(respond(handlers, "What is the capital of France?", [], picked))
+    assert "Paris" in content_text(outputs[-1][1][-1]["content"])
+    assert outputs[-1][4].endswith("model model-c")  # the stats line names the model
+    assert handlers.pipeline.models.loads == 1
 
 
 @pytest.mark.slow
-def test_a_model_that_fails_to_load_leaves_the_message_to_send_again(
+def test_a_model_that_fails_to_load_says_so_without_server_paths_and_the_default_still_answers(
     pipeline: ReplyPipeline, settings: Settings, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     listed = dataclasses.replace(settings, model_choices=str(broken))
-    fresh = ReplyPipeline(pipeline.model, pipeline.voices, listed)
+    handlers = chat_app(ReplyPipeline(pipeline.model, pipeline.voices, listed), listed)
+    with pytest.warns(UserWarning, match=r"Could not load broken-model \(") as warned:
+        status = list(load_model(handlers, str(broken)))
+    assert status[-1].startswith("Not loaded: Could not load broken-model")
+    assert str(tmp_path) not in str(warned[0].message) and str(tmp_path) not in status[-1]
     history = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
-    with pytest.warns(UserWarning, match="Could not load"):
-        outputs = list(
-            respond(chat_app(fresh, listed), "Still there?", history, ReplyChoices(text_only=True, model=str(broken)))
-        )
-    message_box, shown, *_ = outputs[-1]
-    assert message_box == "Still there?" and shown == history
-    again = list(
-        respond(chat_app(fresh, listed), "Still there?", history, ReplyChoices(text_only=True))
-    )  # the default model still answers
-    assert content_text(again[-1][1][-1]["content"])
+    with pytest.warns(UserWarning, match="Could not load broken-model"):
+        refused = list(respond(handlers, "Still there?", history, ReplyChoices(text_only=True, model=str(broken))))
+    assert refused[-1][1] == history and not isinstance(refused[-1][0], str), "the message stays in the box"
+    again = list(respond(handlers, "Still there?", history, ReplyChoices(text_only=True)))
+    assert content_text(again[-1][1][-1]["content"]), "the default model still answers"
 
 
 def test_a_model_that_failed_to_load_gives_its_reason_for_a_while_before_it_is_tried_again(

@@ -97,8 +97,8 @@ def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
 
 
 class WatchedCores(CoreBudget):
-    """The core share, noting on each token the generating thread's own torch thread count,
-    and whether a voice was speaking then."""
+    """The core budget, noting on each token the generating thread's own torch thread count,
+    and whether a voice was speaking (or waiting to) then."""
 
     def __init__(self, threads: int) -> None:
         super().__init__(threads)
@@ -106,7 +106,7 @@ class WatchedCores(CoreBudget):
 
     def follow(self) -> None:
         super().follow()
-        self.seen.append((self._speaking > 0, torch.get_num_threads()))
+        self.seen.append((self._speaking + self._waiting_voices > 0, torch.get_num_threads()))
 
 
 def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settings: Settings) -> None:

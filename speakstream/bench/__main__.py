@@ -12,7 +12,7 @@ from speakstream.server import configure_logging
 from speakstream.settings import load_settings
 
 SECTIONS = ("chunker", "voices", "speed", "replies", "browser")
-LONG_SECTIONS = ("soak",)  # run only when named
+LONG_SECTIONS = ("load",)  # run only when named
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -23,7 +23,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="SECTION",
         help=f"any of {', '.join(SECTIONS + LONG_SECTIONS)} (default: {', '.join(SECTIONS)})",
     )
-    parser.add_argument("--replies", type=int, default=300, help="soak: how many replies")
+    parser.add_argument("--replies", type=int, default=300, help="load: replies one after another")
+    parser.add_argument("--users", type=int, default=8, help="load: users at once")
+    parser.add_argument("--minutes", type=float, default=2.0, help="load: how long the users keep asking")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
@@ -45,10 +47,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_speed(settings, args.prompts, args.limit)
         elif name == "replies":
             bench_replies(settings, args.prompts, args.limit)
-        elif name == "soak":
-            from speakstream.bench.soak import bench_soak
+        elif name == "load":
+            from speakstream.bench.load import bench_load
 
-            bench_soak(args.replies)
+            bench_load(args.prompts, args.limit, args.users, args.minutes, args.replies)
         else:
             from speakstream.bench.browser import bench_browser
 
