@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gradio as gr
 
-from speakstream.ffmpeg import ensure_ffmpeg
-from speakstream.limits import RateLimits
+from speakstream.audio.replay_files import ReplayFiles
+from speakstream.devices import NoGpu, choose_device
+from speakstream.llm.endpoint import EndpointModel
+from speakstream.llm.model import ChatModel, LanguageModel
+from speakstream.llm.pool import ModelPool
+from speakstream.llm.sources import ModelLoadError, resolve_model_source
 from speakstream.metrics import Metrics, serve_metrics
-from speakstream.model import LanguageModel, ModelLoadError, resolve_model_source
-from speakstream.pipeline import ReplyPipeline
-from speakstream.replay_files import ReplayFiles
+from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.settings import Settings, load_settings
-from speakstream.ui import ChatApp, build_ui
-from speakstream.voices import load_voices
+from speakstream.text.limits import RateLimits
+from speakstream.text.word_filter import WordFilter
+from speakstream.torch_threads import CoreBudget
+from speakstream.ui.ffmpeg import ensure_ffmpeg
+from speakstream.ui.handlers import ChatApp
+from speakstream.ui.page import build_ui
+from speakstream.voices import VoiceLoadError, VoiceSet, load_voices
+from speakstream.voices.piper import hub_files
 
 log = logging.getLogger("speakstream")
 
@@ -30,15 +38,30 @@ def configure_logging(level: str) -> None:
     logging.getLogger("TTS.utils.manage").setLevel(logging.CRITICAL)
 
 
-def load_pipeline(settings: Settings) -> ReplyPipeline:
-    """Load every model once; shared by all sessions for the life of the process."""
-    model = LanguageModel(settings).load()
-    return ReplyPipeline(model, load_voices(settings), settings)
+def assemble(
+    model: ChatModel,
+    voices: VoiceSet,
+    settings: Settings,
+    replays: ReplayFiles | None = None,
+    load: Callable[[str], LanguageModel] | None = None,
+) -> ChatApp:
+    """The app from its loaded models: every shared part is made here, once, and handed to what needs it.
 
-
-def create_app(pipeline: ReplyPipeline, settings: Settings, replays: ReplayFiles) -> ChatApp:
-    """What every session shares besides the models: the rate limits, the metrics, the replay files."""
-    return ChatApp(pipeline, settings, RateLimits(settings.rate_limit, settings.rate_window), Metrics(), replays)
+    ``replays``: where whole replies' audio goes (None: to Gradio as samples); ``load``: how the
+    model pool loads a model a user picks (default: from its source).
+    """
+    word_filter = WordFilter.from_setting(settings.blocked_words)
+    cores = CoreBudget(settings.threads, settings.share_cores)
+    return ChatApp(
+        pipeline=ReplyPipeline(settings, voices, word_filter, cores),
+        models=ModelPool(settings, model, load),
+        voices=voices,
+        word_filter=word_filter,
+        settings=settings,
+        limits=RateLimits(settings.rate_limit, settings.rate_window),
+        metrics=Metrics(),
+        replays=replays,
+    )
 
 
 def start(app: ChatApp, **launch: Any) -> gr.Blocks:
@@ -62,7 +85,16 @@ def download_models(settings: Settings) -> int:
     for notice in voices.notices:
         log.error("%s", notice)
     failures += len(voices.voices) < 2
-    log.info("Voices ready: %s", ", ".join(voice.label for voice in voices.voices.values()) or "none")
+    fetched = []
+    for name in voices.offered:
+        try:
+            hub_files(name)
+            fetched.append(name)
+        except VoiceLoadError as error:
+            log.error("%s", error)
+            failures += 1
+    ready = [voice.label for voice in voices.voices.values()] + [voices.label(name) for name in fetched]
+    log.info("Voices ready: %s", ", ".join(ready) or "none")
     return 1 if failures else 0
 
 
@@ -75,11 +107,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.player == "hls":  # Gradio's streaming audio element encodes with ffmpeg
         ensure_ffmpeg(settings.model_cache_dir / "bin")
     try:
-        pipeline = load_pipeline(settings)
+        choose_device(settings.device)
+    except NoGpu as error:
+        log.error("%s", error)
+        return 1
+    try:
+        # Loaded once, shared by every session (or served elsewhere)
+        model = EndpointModel(settings).load() if settings.llm_endpoint else LanguageModel(settings).load()
     except ModelLoadError as error:
         log.error("%s", error)
         return 1
-    app = create_app(pipeline, settings, ReplayFiles(settings.audio_file_max_age))
+    app = assemble(model, load_voices(settings), settings, ReplayFiles(settings.audio_file_max_age))
     try:
         demo = start(app, server_name=settings.host, server_port=settings.port, share=settings.share)
     except OSError as error:

@@ -20,8 +20,9 @@ DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
 ENV_PREFIX = "SPEAKSTREAM_"
 WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
-VOICE_CHOICES = ("auto", "glow-tts", "piper")
 PLAYER_CHOICES = ("webaudio", "hls")
+CPU_KERNEL_CHOICES = ("auto", "off")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
 def _default_cache_dir() -> Path:
@@ -30,9 +31,12 @@ def _default_cache_dir() -> Path:
     return Path(base) / "speakstream"
 
 
-def _opt(default: Any, help: str, env: str | None = None, **extra: Any) -> Any:
-    """A setting's field: its default, help text, environment variable and, optionally, its ``choices``."""
-    return field(default=default, metadata={"help": help, "env": env, **extra})
+def _opt(default: Any, help: str, env: str | None = None, secret: bool = False, **extra: Any) -> Any:
+    """A setting's field: its default, help text, environment variable and, optionally, its ``choices``.
+
+    A ``secret`` never shows in the settings' repr (nor so in a log line or a traceback).
+    """
+    return field(default=default, repr=not secret, metadata={"help": help, "env": env, **extra})
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,19 @@ class Settings:
         "HuggingFaceTB/SmolLM2-135M-Instruct,HuggingFaceTB/SmolLM2-360M-Instruct,HuggingFaceTB/SmolLM2-1.7B-Instruct",
         "Comma-separated models users can pick in the page (hub ids or server-side folders); --llm is always one.",
     )
+    llm_endpoint: str = _opt(
+        "",
+        "Address of an OpenAI-compatible model server (vLLM, TGI, llama.cpp, Ollama, transformers serve) "
+        "that writes the replies instead of a model in this process, e.g. http://127.0.0.1:8000 (empty: none).",
+    )
+    llm_endpoint_model: str = _opt("", "The model to ask --llm-endpoint for (empty: the --llm id).")
+    llm_endpoint_key: str = _opt(
+        "",
+        "API key for --llm-endpoint; set it in the environment (SPEAKSTREAM_LLM_ENDPOINT_KEY), not as a flag.",
+        secret=True,
+    )
+    llm_endpoint_timeout: float = _opt(30.0, "Seconds to wait for --llm-endpoint to start or go on with a reply.")
+    llm_endpoint_context: int = _opt(8192, "Tokens the --llm-endpoint model can attend to (prompt and reply).")
     allow_custom_models: bool = _opt(
         False, "Let users type other hub model ids (each is size-checked before it is downloaded)."
     )
@@ -73,15 +90,26 @@ class Settings:
     seed: int | None = _opt(None, "Random seed for sampling (unset: a new one each reply).")
     weights: str = _opt(
         "auto",
-        "Model weights in memory: int4 (4-bit layers, 8-bit output head; about 2x faster decoding on a CPU), "
-        "int8, float32, or auto (int4 when the model is a Q4_1 GGUF like the bundled one, where it keeps the "
-        "file's own values; float32 otherwise).",
+        "Model weights in memory with --cpu-kernels auto: int4 (4-bit layers in groups of 32, 8-bit output head; "
+        "for a Q4_1 GGUF like the bundled one, exactly the file's values), int8, float32 (the exact path), or "
+        "auto (int4).",
         choices=WEIGHT_CHOICES,
+    )
+    device: str = _opt(
+        "auto",
+        "Where the model and the Coqui voices compute: cpu, cuda, or auto (the GPU when torch sees one).",
+        choices=DEVICE_CHOICES,
+    )
+    cpu_kernels: str = _opt(
+        "auto",
+        "CPU speed-ups in place of parts of transformers: auto (smaller weights per --weights, fused layers, "
+        "a cache that grows in place, drawing from 50 candidates) or off (plain transformers, float32).",
+        choices=CPU_KERNEL_CHOICES,
     )
     prompt_cache_tokens: int = _opt(
         4096,
         "Tokens of prompt beginnings (the system turn, earlier turns) kept so later replies start without "
-        "re-reading them (0: off). SmolLM2-135M holds 46 KB a token.",
+        "re-reading them (0: off).",
     )
     torch_threads: int = _opt(0, "Threads torch uses for the model (0: one per core, up to 2).")
     share_cores: bool = _opt(
@@ -101,9 +129,15 @@ class Settings:
     # Voices
     voice: str = _opt(
         "auto",
-        "Voice used by default: glow-tts, piper, or auto (glow-tts when it loads, else piper).",
-        choices=VOICE_CHOICES,
+        "Voice used by default: glow-tts, piper (the bundled Joe), one of --voices, or auto (glow-tts when it "
+        "loads, else piper).",
     )
+    voices: str = _opt(
+        "en_US-lessac-medium,en_GB-alba-medium,de_DE-thorsten-medium,fr_FR-siwis-medium,es_ES-davefx-medium",
+        "Comma-separated Piper voices users may pick besides glow-tts and Joe, by name (from the "
+        "rhasspy/piper-voices collection on the Hugging Face hub, fetched on first use).",
+    )
+    max_loaded_voices: int = _opt(3, "Most picked Piper voices kept loaded at once (the start-up voices always stay).")
     tts_model: str = _opt(
         DEFAULT_TTS_MODEL,
         "Coqui TTS model: a model name (downloaded and cached by Coqui on first use) or a local folder "
@@ -175,7 +209,10 @@ class Settings:
 # The range each number must lie in: (smallest, largest), None for no bound.
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_model_size_gb": (0.01, None),
+    "llm_endpoint_timeout": (0.1, None),
+    "llm_endpoint_context": (64, None),
     "max_loaded_models": (1, None),
+    "max_loaded_voices": (1, None),
     "temperature": (0.0, 2.0),
     "top_p": (0.01, 1.0),
     "repetition_penalty": (1.0, 2.0),
@@ -217,6 +254,13 @@ def problems(settings: Settings) -> list[str]:
             "chunk sizes must satisfy --chunk-min-chars <= --first-chunk-max-chars <= --chunk-max-chars "
             f"(got {settings.chunk_min_chars}, {settings.first_chunk_max_chars}, {settings.chunk_max_chars})"
         )
+    if settings.cpu_kernels == "off" and settings.weights not in ("auto", "float32"):
+        found.append(f"--weights {settings.weights} needs --cpu-kernels auto (off keeps transformers' float32)")
+    if settings.llm_endpoint and not settings.llm_endpoint.startswith(("http://", "https://")):
+        found.append(f"--llm-endpoint must be an http:// or https:// address (got {settings.llm_endpoint!r})")
+    offered = [name.strip() for name in settings.voices.split(",") if name.strip()]
+    if settings.voice not in ("auto", "glow-tts", "piper", *offered):
+        found.append(f"--voice must be auto, glow-tts, piper or one of --voices (got {settings.voice!r})")
     if not settings.llm.strip():
         found.append("--llm must name a model (a hub id, a folder or a .gguf file)")
     return found

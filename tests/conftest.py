@@ -26,9 +26,12 @@ for variable, folder in {
 
 import pytest
 
-from speakstream.model import LanguageModel, ModelSource, find_bundled_gguf
-from speakstream.pipeline import ReplyPipeline
+from speakstream.llm.model import LanguageModel
+from speakstream.llm.sources import ModelSource, find_bundled_gguf
+from speakstream.pipeline.reply import ReplyPipeline
+from speakstream.server import assemble
 from speakstream.settings import Settings
+from speakstream.ui.handlers import ChatApp
 from speakstream.voices import PiperVoice, VoiceSet
 
 from support import free_port, serve
@@ -59,18 +62,23 @@ def model(settings: Settings, bundled_gguf: Path) -> LanguageModel:
 
 
 @pytest.fixture(scope="session")
-def app_url(settings: Settings, pipeline: ReplyPipeline) -> Iterator[str]:
-    """The real app (bundled SmolLM2, Piper voice), served in this process on a free port."""
-    with serve(pipeline, settings) as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
 def piper_voice() -> PiperVoice:
     return PiperVoice().load()
 
 
 @pytest.fixture(scope="session")
-def pipeline(model: LanguageModel, piper_voice: PiperVoice, settings: Settings) -> ReplyPipeline:
-    """The real pipeline: bundled SmolLM2 and the offline Piper voice."""
-    return ReplyPipeline(model, VoiceSet({"piper": piper_voice}, "piper"), settings)
+def app(model: LanguageModel, piper_voice: PiperVoice, settings: Settings) -> ChatApp:
+    """The real app, assembled as at start-up: bundled SmolLM2 and the offline Piper voice."""
+    return assemble(model, VoiceSet({"piper": piper_voice}, "piper"), settings)
+
+
+@pytest.fixture(scope="session")
+def pipeline(app: ChatApp) -> ReplyPipeline:
+    return app.pipeline
+
+
+@pytest.fixture(scope="session")
+def app_url(app: ChatApp) -> Iterator[str]:
+    """The real app, served in this process on a free port."""
+    with serve(app) as url:
+        yield url

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from speakstream.pipeline import ReplyPipeline
+from speakstream.server import assemble
 from speakstream.settings import Settings
+from speakstream.ui.handlers import ChatApp
 from speakstream.voices import Voice, VoiceSet
 
 from support import WAIT_SECONDS, free_port, serve
@@ -182,7 +183,7 @@ class ScriptedServer:
     url: str
     model: ScriptedModel
     events: Events
-    pipeline: ReplyPipeline
+    app: ChatApp
 
 
 @contextmanager
@@ -194,6 +195,6 @@ def scripted_server(
     model = ScriptedModel(script, events=events)
     chosen = Settings(port=free_port(), **settings)
     voice = SilentVoice(events)
-    pipeline = ReplyPipeline(model, VoiceSet({voice.key: voice}, voice.key), chosen)
-    with serve(pipeline, chosen) as url:
-        yield ScriptedServer(url, model, events, pipeline)
+    app = assemble(model, VoiceSet({voice.key: voice}, voice.key), chosen)
+    with serve(app) as url:
+        yield ScriptedServer(url, model, events, app)

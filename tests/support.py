@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tempfile
 import threading
@@ -10,15 +11,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from speakstream.bench.browser import free_port
-from speakstream.pipeline import ReplyPipeline
-from speakstream.settings import Settings
-from speakstream.ui import ChatApp
+from speakstream.local_app import free_port
+from speakstream.ui.handlers import ChatApp
 
 __all__ = [
     "PIRATE_WORDS",
     "WAIT_SECONDS",
-    "chat_app",
     "free_port",
     "generation_threads",
     "serve",
@@ -54,31 +52,22 @@ def generation_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("speakstream-")]
 
 
-def chat_app(pipeline: ReplyPipeline, settings: Settings) -> ChatApp:
-    """The page's handlers' view of ``pipeline``, as start-up builds it (whole replies as samples, no files)."""
-    from speakstream.limits import RateLimits
-    from speakstream.ui import ChatApp
-
-    return ChatApp(pipeline, settings, RateLimits(settings.rate_limit, settings.rate_window))
-
-
 @contextmanager
-def serve(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
-    """The app's page for ``pipeline``, served in this process on ``settings.port``; yields its URL.
+def serve(app: ChatApp) -> Iterator[str]:
+    """The page of ``app``, served in this process on its settings' port; yields its URL.
 
     Its reply audio files go to a folder of their own inside Gradio's cache.
     """
-    from speakstream.replay_files import ReplayFiles, default_folder
-    from speakstream.server import create_app, start
+    from speakstream.audio.replay_files import ReplayFiles, default_folder
+    from speakstream.server import start
 
     gradio_cache = default_folder().parent
     gradio_cache.mkdir(parents=True, exist_ok=True)
-    replays = ReplayFiles(settings.audio_file_max_age, Path(tempfile.mkdtemp(dir=gradio_cache)))
-    demo = start(
-        create_app(pipeline, settings, replays), server_name="127.0.0.1", server_port=settings.port, quiet=True
-    )
+    replays = ReplayFiles(app.settings.audio_file_max_age, Path(tempfile.mkdtemp(dir=gradio_cache)))
+    port = app.settings.port
+    demo = start(dataclasses.replace(app, replays=replays), server_name="127.0.0.1", server_port=port, quiet=True)
     try:
-        yield f"http://127.0.0.1:{settings.port}/"
+        yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
         replays.close()

@@ -19,7 +19,7 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from prometheus_client.parser import text_string_to_metric_families
 
-from speakstream.conversation import content_text
+from speakstream.text.conversation import content_text
 
 from fakes import ScriptedServer, hold_until, scripted_server
 from support import generation_threads, wait_until
@@ -91,7 +91,7 @@ def test_a_huge_history_is_cut_to_the_newest_turns_and_answered(server: Scripted
     turn = [{"type": "text", "text": "blah " * 40}]
     history = [{"role": ("user", "assistant")[i % 2], "content": turn} for i in range(5000)]
     chat = final_chat(submit(server, "And now?", history))
-    settings = server.pipeline.settings
+    settings = server.app.settings
     assert len(server.model.prompts[-1]) <= settings.max_history_turns + 1
     assert sum(len(m["content"]) for m in server.model.prompts[-1][:-1]) <= settings.max_history_chars
     assert content_text(chat[-1]["content"]) == ANSWER and len(chat) <= settings.max_history_turns + 2
@@ -156,7 +156,7 @@ def test_a_model_that_is_a_path_huge_or_missing_is_refused_and_never_loaded(
         assert wait_until(
             lambda: final_chat(submit(server, "Hi", model=model)) == [] and refusals(server, "model_refused")
         )
-    assert server.model.prompts == [] and server.pipeline.models.loaded == [server.pipeline.settings.llm]
+    assert server.model.prompts == [] and server.app.models.loaded == [server.app.settings.llm]
     assert refusals(server, "model_refused") + refusals(server, "model_loading") >= 1
     still_serving(server)
 

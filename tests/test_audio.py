@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speakstream.audio import FADE_SECONDS, resample, with_fades
-from speakstream.pipeline import Timeline
+from speakstream.audio.segments import FADE_SECONDS, resample, with_fades
+from speakstream.pipeline.timeline import Timeline
 
 RATE = 22050
 

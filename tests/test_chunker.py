@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from speakstream.chunker import ChunkRules, TextChunker, rules_from_settings
 from speakstream.settings import Settings
+from speakstream.text.chunker import ChunkRules, TextChunker, rules_from_settings
 
 RULES = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12, first_max_chars=100)
 FAST_START = ChunkRules(min_chars=10, max_chars=100, first_min_chars=12, first_max_chars=40)
@@ -192,13 +192,6 @@ def test_question_mark_is_certain_without_seeing_the_next_word() -> None:
     assert chunker.feed("Is the sky blue? ") == ["Is the sky blue?"]
 
 
-def test_reset_forgets_pending_text() -> None:
-    chunker = TextChunker(RULES)
-    chunker.feed("Half a sentence that")
-    chunker.reset()
-    assert chunker.feed("Fresh start here. N") == ["Fresh start here."]
-
-
 def test_rules_come_from_settings() -> None:
     settings = Settings(chunk_min_chars=5, chunk_max_chars=60, first_chunk_min_chars=8, first_chunk_max_chars=30)
     assert rules_from_settings(settings) == ChunkRules(5, 60, 8, 30)
@@ -244,6 +237,38 @@ arbitrary = st.text(alphabet=st.sampled_from(list("ab Z9.,!?;:-—…\n\"')$@/ы
 @settings(max_examples=500, deadline=None)
 @given(arbitrary, st.lists(st.integers(min_value=0, max_value=7), max_size=80))
 def test_arbitrary_text_keeps_every_character_and_is_split_invariant(text: str, pieces: list[int]) -> None:
+    whole = chunk_all(text)
+    assert squash("".join(whole)) == squash(text)
+    assert chunk_all(text, pieces) == whole
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Wir fahren z.B. nach Berlin und Hamburg. Das ist schön.", "z.B. nach"),
+        ("Das kostet 3,50 Euro, d.h. nicht viel. Danke schön.", "d.h. nicht"),
+        ("Die Rechnung ist 1.234,56 Euro hoch. Danke schön.", "1.234,56 Euro"),
+        ("Il y a p. ex. trois pommes sur la table. Merci bien.", "p. ex. trois"),
+        ("Ce soir nous attendons Mme. Dupont et son mari pour le dîner.", "Mme. Dupont"),
+        ("Heute besucht uns Hr. Müller mit seiner ganzen Familie.", "Hr. Müller"),
+        ("Mañana viene a casa la Sra. López con su hijo pequeño.", "Sra. López"),
+        ("El Sr. García llegó a las 3,30 en punto. ¡Gracias!", "3,30 en"),
+        ("Ho comprato mele, pere, ecc. al mercato oggi. Grazie mille.", "ecc. al"),
+    ],
+)
+def test_the_other_languages_abbreviations_and_decimal_commas_are_never_split(text: str, kept: str) -> None:
+    for pieces in (None, [1] * len(text), [3, 7, 2] * 20):
+        chunks = chunk_all(text, pieces)
+        assert any(kept in chunk for chunk in chunks), chunks
+        assert squash("".join(chunks)) == squash(text)
+
+
+other_languages = st.text(alphabet=st.sampled_from(list("ab Zäöüßéèçñ9.,!?;:¿¡«»-\n\"'")), max_size=300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(other_languages, st.lists(st.integers(min_value=0, max_value=7), max_size=60))
+def test_text_in_other_languages_keeps_every_character_and_is_split_invariant(text: str, pieces: list[int]) -> None:
     whole = chunk_all(text)
     assert squash("".join(whole)) == squash(text)
     assert chunk_all(text, pieces) == whole

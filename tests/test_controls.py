@@ -5,23 +5,16 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
-from speakstream.conversation import InvalidMessage, content_text, for_display
-from speakstream.pipeline import ReplyPipeline
+from speakstream.llm.pool import ModelPool
 from speakstream.settings import Settings
-from speakstream.ui import (
-    SAVED_CONTROLS,
-    ReplyChoices,
-    last_turn_removed,
-    remember_chat,
-    remember_settings,
-    reply_settings,
-    respond,
-    restore,
-)
+from speakstream.text.admission import InvalidMessage, for_display
+from speakstream.text.conversation import content_text
+from speakstream.ui.browser_storage import SAVED_CONTROLS, remember_chat, remember_settings, restore
+from speakstream.ui.handlers import ChatApp, ReplyChoices, last_turn_removed, reply_settings, respond
 from speakstream.voices import VoiceSet
 
 from fakes import ScriptedModel, SilentVoice
-from support import PIRATE_WORDS, chat_app, words
+from support import PIRATE_WORDS, words
 
 
 def reply_of(outputs: list) -> str:
@@ -53,14 +46,12 @@ def test_retry_and_undo_start_from_the_last_user_message() -> None:
 
 
 @pytest.mark.slow
-def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settings) -> None:
-    plain = reply_of(
-        list(respond(chat_app(pipeline, settings), "Who are you?", [], ReplyChoices(text_only=True)))
-    ).lower()
+def test_the_system_prompt_is_followed(app: ChatApp) -> None:
+    plain = reply_of(list(respond(app, "Who are you?", [], ReplyChoices(text_only=True)))).lower()
     pirate = reply_of(
         list(
             respond(
-                chat_app(pipeline, settings),
+                app,
                 "Who are you?",
                 [],
                 ReplyChoices(text_only=True, system_prompt="You are a pirate captain."),
@@ -72,21 +63,15 @@ def test_the_system_prompt_is_followed(pipeline: ReplyPipeline, settings: Settin
 
 
 @pytest.mark.slow
-def test_max_new_tokens_is_respected(pipeline: ReplyPipeline, settings: Settings) -> None:
-    outputs = list(
-        respond(
-            chat_app(pipeline, settings), "Tell me a long story.", [], ReplyChoices(text_only=True, max_new_tokens=8)
-        )
-    )
-    assert 0 < pipeline.model.text_tokens(reply_of(outputs)) <= 9
+def test_max_new_tokens_is_respected(app: ChatApp) -> None:
+    outputs = list(respond(app, "Tell me a long story.", [], ReplyChoices(text_only=True, max_new_tokens=8)))
+    assert 0 < app.models.default.text_tokens(reply_of(outputs)) <= 9
 
 
 @pytest.mark.slow
-def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, settings: Settings) -> None:
+def test_a_slower_speaking_rate_gives_longer_audio(app: ChatApp) -> None:
     def seconds(rate: float) -> float:
-        outputs = list(
-            respond(chat_app(pipeline, settings), "Hi! How are you today?", [], ReplyChoices(speaking_rate=rate))
-        )
+        outputs = list(respond(app, "Hi! How are you today?", [], ReplyChoices(speaking_rate=rate)))
         sample_rate, samples = outputs[-1][3]
         return samples.size / sample_rate
 
@@ -96,7 +81,7 @@ def test_a_slower_speaking_rate_gives_longer_audio(pipeline: ReplyPipeline, sett
 def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_left_alone() -> None:
     settings = Settings()
     voice = SilentVoice()
-    pipeline = ReplyPipeline(ScriptedModel(), VoiceSet({voice.key: voice}, voice.key), settings)
+    voices, models = VoiceSet({voice.key: voice}, voice.key), ModelPool(settings, ScriptedModel())
     history = [
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
         {"role": "assistant", "content": "Hello!"},
@@ -104,7 +89,7 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
     ]
     chosen = {**dict.fromkeys(SAVED_CONTROLS), "voice": "silent", "speaking_rate": 1.3, "text_only": True}
     chosen |= {"system_prompt": "Be brief.", "max_new_tokens": 64, "model": settings.llm}
-    restored = restore(pipeline, remember_chat(history), remember_settings(*chosen.values()))
+    restored = restore(voices, models, remember_chat(history), remember_settings(*chosen.values()))
     assert restored[0] == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     values = dict(zip(SAVED_CONTROLS, restored[1:], strict=True))
     assert values["voice"] == "silent" and values["speaking_rate"] == 1.3 and values["text_only"] is True
@@ -113,7 +98,7 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
     assert isinstance(values["temperature"], type(gr.skip()))  # saved as None: left as the page has it
 
     unusable = {"voice": "no-such-voice", "model": "/etc/passwd", "speaking_rate": "fast", "text_only": 1}
-    values = dict(zip(SAVED_CONTROLS, restore(pipeline, [], unusable)[1:], strict=True))
+    values = dict(zip(SAVED_CONTROLS, restore(voices, models, [], unusable)[1:], strict=True))
     assert all(isinstance(value, type(gr.skip())) for value in values.values())
     for chat, chosen in (
         (None, None),
@@ -121,4 +106,4 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
         ({"history": "x"}, []),
         ([{"role": "system", "content": "x"}], {}),
     ):
-        assert all(isinstance(value, type(gr.skip())) for value in restore(pipeline, chat, chosen))
+        assert all(isinstance(value, type(gr.skip())) for value in restore(voices, models, chat, chosen))

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from speakstream.conversation import (
-    InvalidMessage,
-    bounded_history,
-    clean_message,
-    content_text,
-    for_display,
-    to_model_messages,
-    trim_to_context,
-)
+from speakstream.text.admission import InvalidMessage, clean_message, for_display
+from speakstream.text.conversation import bounded_history, content_text, to_model_messages, trim_to_context
 
 
 def test_plain_message_passes_unchanged() -> None:

@@ -15,8 +15,8 @@ import imageio_ffmpeg
 import pytest
 import yaml
 
-from speakstream.bench.browser import start_app, stop_app
-from speakstream.ffmpeg import ensure_ffmpeg
+from speakstream.local_app import start_app, stop_app
+from speakstream.ui.ffmpeg import ensure_ffmpeg
 
 from support import free_port
 
@@ -100,4 +100,5 @@ def test_download_models_reports_what_it_could_not_fetch(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "Could not get 'HuggingFaceTB/SmolLM2-135M-Instruct' from the Hugging Face hub" in result.stderr
     assert "glow-tts (Coqui TTS) is unavailable" in result.stderr
+    assert "could not fetch the Piper voice de_DE-thorsten-medium from the Hugging Face hub" in result.stderr
     assert "Voices ready: Joe (Piper, offline)" in result.stderr

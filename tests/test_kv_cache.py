@@ -8,7 +8,7 @@ import copy
 import torch
 from transformers import DynamicCache, LlamaConfig
 
-from speakstream.kv_cache import SPARE_TOKENS, GrowingLayer, new_cache
+from speakstream.llm.cpu.kv_cache import SPARE_TOKENS, GrowingLayer, new_cache
 
 CONFIG = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2)
 

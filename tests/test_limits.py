@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from speakstream.content_filter import ContentFilter
-from speakstream.limits import RateLimiter
+from speakstream.text.limits import RateLimiter
+from speakstream.text.word_filter import WordFilter
 
 
 def test_rate_limit_allows_the_limit_then_says_how_long_to_wait() -> None:
@@ -28,12 +28,12 @@ def test_zero_means_no_limit() -> None:
 
 
 def test_the_word_list_is_off_by_default() -> None:
-    words = ContentFilter.from_setting("")
+    words = WordFilter.from_setting("")
     assert not words.blocks("anything at all") and words.mask("anything") == "anything"
 
 
 def test_listed_words_are_found_as_whole_words_in_any_case() -> None:
-    words = ContentFilter.from_setting("darn, heck ,")
+    words = WordFilter.from_setting("darn, heck ,")
     assert words.blocks("Oh DARN it")
     assert not words.blocks("darnit, checkered")
     assert words.mask("Heck, darn! and darnit") == "****, ****! and darnit"

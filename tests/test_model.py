@@ -11,14 +11,8 @@ import pytest
 import torch
 from huggingface_hub import snapshot_download
 
-from speakstream.model import (
-    HUB_PATTERNS,
-    LanguageModel,
-    ModelLoadError,
-    Sampling,
-    find_bundled_gguf,
-    resolve_model_source,
-)
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.sources import HUB_PATTERNS, ModelLoadError, find_bundled_gguf, resolve_model_source
 from speakstream.settings import DEFAULT_LLM, Settings
 from speakstream.torch_threads import CoreBudget, in_passing_thread
 

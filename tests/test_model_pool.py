@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from speakstream.conversation import content_text
-from speakstream.model import LanguageModel, ModelLoadError
-from speakstream.model_pool import ModelBusy, ModelPool
-from speakstream.pipeline import ReplyPipeline
+from speakstream.llm.model import LanguageModel
+from speakstream.llm.pool import ModelBusy, ModelPool
+from speakstream.llm.sources import ModelLoadError
+from speakstream.server import assemble
 from speakstream.settings import DEFAULT_LLM, Settings
-from speakstream.ui import ReplyChoices, load_model, respond
+from speakstream.text.conversation import content_text
+from speakstream.ui.handlers import ChatApp, ReplyChoices, load_model, respond
 
 from fakes import Events, ScriptedModel
-from support import chat_app
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_users_may_pick_listed_models_and_only_with_permission_other_hub_ids_nev
 def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypatch: pytest.MonkeyPatch) -> None:
     downloads: list[str] = []
     monkeypatch.setattr(
-        "speakstream.model_pool.download_from_hub",
+        "speakstream.llm.pool.download_from_hub",
         lambda repo, local_files_only: downloads.append(repo) or (_ for _ in ()).throw(OSError("not cached")),
     )
     settings = dataclasses.replace(Settings(), allow_custom_models=True, max_model_size_gb=1.0)
@@ -153,28 +153,28 @@ def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypat
 
 @pytest.mark.slow
 def test_a_model_folder_picked_in_the_page_loads_and_answers(
-    pipeline: ReplyPipeline, settings: Settings, model_folders: list[str]
+    model: LanguageModel, app: ChatApp, settings: Settings, model_folders: list[str]
 ) -> None:
     listed = dataclasses.replace(settings, model_choices=",".join(model_folders))
-    handlers = chat_app(ReplyPipeline(pipeline.model, pipeline.voices, listed), listed)
+    handlers = assemble(model, app.voices, listed)
     status = list(load_model(handlers, model_folders[2]))
     assert status[0].startswith("Loading model-c") and status[-1] == "model-c is ready."
     picked = ReplyChoices(text_only=True, model=model_folders[2])
     outputs = list(respond(handlers, "What is the capital of France?", [], picked))
     assert "Paris" in content_text(outputs[-1][1][-1]["content"])
     assert outputs[-1][4].endswith("model model-c")  # the stats line names the model
-    assert handlers.pipeline.models.loads == 1
+    assert handlers.models.loads == 1
 
 
 @pytest.mark.slow
 def test_a_model_that_fails_to_load_says_so_without_server_paths_and_the_default_still_answers(
-    pipeline: ReplyPipeline, settings: Settings, tmp_path: Path
+    model: LanguageModel, app: ChatApp, settings: Settings, tmp_path: Path
 ) -> None:
     broken = tmp_path / "broken-model"
     broken.mkdir()
     (broken / "config.json").write_text("{not json")
     listed = dataclasses.replace(settings, model_choices=str(broken))
-    handlers = chat_app(ReplyPipeline(pipeline.model, pipeline.voices, listed), listed)
+    handlers = assemble(model, app.voices, listed)
     with pytest.warns(UserWarning, match=r"Could not load broken-model \(") as warned:
         status = list(load_model(handlers, str(broken)))
     assert status[-1].startswith("Not loaded: Could not load broken-model")
@@ -197,7 +197,7 @@ def test_a_model_that_failed_to_load_gives_its_reason_for_a_while_before_it_is_t
     with pytest.raises(ModelLoadError, match="Could not load a/a"):
         pool.request("a/a").result(timeout=30)
     assert loader.calls == ["a/a"], "not retried at once"
-    monkeypatch.setattr("speakstream.model_pool.RETRY_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr("speakstream.llm.pool.RETRY_AFTER_SECONDS", 0.0)
     with pytest.raises(ModelLoadError):
         pool.request("a/a").result(timeout=30)
     assert loader.calls == ["a/a", "a/a"]

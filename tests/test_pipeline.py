@@ -12,10 +12,11 @@ import threading
 
 import pytest
 
-from speakstream.chunker import TextChunker, rules_from_settings
-from speakstream.pipeline import ReplyPipeline, ReplyUpdate
+from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline, ReplyUpdate
+from speakstream.server import assemble
 from speakstream.settings import Settings
-from speakstream.speech_text import SpeechCleaner
+from speakstream.text.chunker import TextChunker, rules_from_settings
+from speakstream.text.speech_text import SpeechCleaner
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
@@ -28,13 +29,27 @@ STORY = (
 ASK = [{"role": "user", "content": "Tell me a story."}]
 
 
-def pipeline_for(model: ScriptedModel, voice: SilentVoice | None = None, **overrides: object) -> ReplyPipeline:
+@dataclasses.dataclass
+class Scripted:
+    """The app's pipeline (assembled as at start-up) with the scripted model every reply uses."""
+
+    pipeline: ReplyPipeline
+    model: ScriptedModel
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.pipeline, name)
+
+    def options(self, **choices: object) -> ReplyOptions:
+        return self.pipeline.options(self.model, **choices)
+
+
+def pipeline_for(model: ScriptedModel, voice: SilentVoice | None = None, **overrides: object) -> Scripted:
     settings = dataclasses.replace(Settings(), **overrides)
     voices = VoiceSet({voice.key: voice}, voice.key) if voice else VoiceSet()
-    return ReplyPipeline(model, voices, settings)
+    return Scripted(assemble(model, voices, settings).pipeline, model)
 
 
-def reply(pipeline: ReplyPipeline, speak: bool = True, stop: threading.Event | None = None) -> list[ReplyUpdate]:
+def reply(pipeline: Scripted, speak: bool = True, stop: threading.Event | None = None) -> list[ReplyUpdate]:
     return list(pipeline.reply(ASK, stop or threading.Event(), pipeline.options(speak=speak)))
 
 

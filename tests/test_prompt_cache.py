@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from speakstream.model import LanguageModel, ModelSource, Sampling
-from speakstream.prompt_cache import PromptCache
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.prompt_cache import PromptCache
+from speakstream.llm.sources import ModelSource
 from speakstream.settings import Settings
 
 GREEDY = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=24)

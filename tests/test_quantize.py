@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
-from speakstream.decoder_layer import FusedDecoderLayer
-from speakstream.kv_cache import new_cache
-from speakstream.model import LanguageModel, ModelSource, Sampling
-from speakstream.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
+from speakstream.llm.cpu.decoder_layer import FusedDecoderLayer
+from speakstream.llm.cpu.kv_cache import new_cache
+from speakstream.llm.cpu.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.sources import ModelSource
 from speakstream.settings import Settings
+
+from tiny_llama import tiny_llama
 
 REFERENCE = Path(__file__).resolve().parents[1] / "eval" / "reference.txt"
 
@@ -51,17 +54,9 @@ def test_int8_rows_stay_within_a_percent() -> None:
     assert relative_error(Int8Linear(linear), linear) < 0.01
 
 
-def test_auto_means_int4_only_for_a_q4_1_source() -> None:
-    assert choose_weights("auto", True) == "int4"
-    assert choose_weights("auto", False) == "float32"
-    assert choose_weights("int8", False) == "int8" and choose_weights("float32", True) == "float32"
-
-
-def tiny_llama(**overrides: float) -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    shape = {"vocab_size": 96, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
-    config = LlamaConfig(**{**shape, "num_attention_heads": 4, "num_key_value_heads": 2, **overrides})
-    return LlamaForCausalLM(config).eval()
+def test_auto_means_int4_for_every_model() -> None:
+    assert choose_weights("auto") == "int4"
+    assert choose_weights("int8") == "int8" and choose_weights("float32") == "float32"
 
 
 def test_every_decoder_layer_and_the_head_are_swapped_and_the_model_still_runs() -> None:
@@ -97,7 +92,7 @@ def test_fused_layers_compute_what_the_layer_by_layer_swap_does(
     for model in (fused, unfused):
         model.config._attn_implementation = attention
     quantize(fused, weights)
-    monkeypatch.setattr("speakstream.decoder_layer.can_fuse", lambda layer, fits: False)
+    monkeypatch.setattr("speakstream.llm.cpu.decoder_layer.can_fuse", lambda layer, fits: False)
     quantize(unfused, weights)
     assert not isinstance(unfused.model.layers[0], FusedDecoderLayer)
     prompt = [5, 17, 3, 42, 8, 61, 2]

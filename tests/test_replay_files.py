@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from speakstream.replay_files import ReplayFiles
+from speakstream.audio.replay_files import ReplayFiles
 
 
 def test_a_reply_file_is_a_wav_of_the_samples_and_goes_once_older_than_the_max_age(tmp_path: Path) -> None:

@@ -15,14 +15,15 @@ from collections.abc import Iterator
 import pytest
 from gradio_client import Client
 
-from speakstream.conversation import content_text
-from speakstream.model import LanguageModel
-from speakstream.pipeline import ReplyPipeline
+from speakstream.llm.model import LanguageModel
+from speakstream.pipeline.reply import ReplyPipeline
+from speakstream.server import assemble
 from speakstream.settings import Settings
-from speakstream.ui import ReplyChoices, respond
+from speakstream.text.conversation import content_text
+from speakstream.ui.handlers import ChatApp, ReplyChoices, respond
 from speakstream.voices import VoiceSet
 
-from support import chat_app, free_port, generation_threads, serve, wait_until
+from support import free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -66,8 +67,9 @@ class App:
 def greedy_app(model: LanguageModel, piper_voice, settings: Settings) -> Iterator[App]:
     """The app with greedy decoding: replies do not depend on which thread sampled first."""
     greedy = dataclasses.replace(settings, temperature=0.0, port=free_port())
-    pipeline = WatchedPipeline(model, VoiceSet({"piper": piper_voice}, "piper"), greedy)
-    with serve(pipeline, greedy) as url:
+    app = assemble(model, VoiceSet({"piper": piper_voice}, "piper"), greedy)
+    pipeline = WatchedPipeline(greedy, app.voices, app.word_filter, app.pipeline.cores)
+    with serve(dataclasses.replace(app, pipeline=pipeline)) as url:
         yield App(url, pipeline)
 
 
@@ -124,27 +126,23 @@ def test_empty_message_is_ignored(app_url: str) -> None:
     assert chat == []
 
 
-def test_long_conversations_are_trimmed_to_the_context(pipeline: ReplyPipeline, settings: Settings) -> None:
+def test_long_conversations_are_trimmed_to_the_context(
+    model: LanguageModel, pipeline: ReplyPipeline, settings: Settings
+) -> None:
     turn = "Tell me more about the history of painting and its many schools. " * 20
     messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"{i} {turn}"} for i in range(59)]
     messages.append({"role": "user", "content": "What is the capital of France?"})
-    options = pipeline.options()
+    options = pipeline.options(model)
     sampling = options.sampling
-    assert pipeline.model.count_tokens(messages) > pipeline.model.context_length
+    assert model.count_tokens(messages) > model.context_length
     prompt = pipeline.prompt(messages, options)
-    assert pipeline.model.count_tokens(prompt) <= pipeline.model.context_length - sampling.max_new_tokens
+    assert model.count_tokens(prompt) <= model.context_length - sampling.max_new_tokens
     assert prompt[-1] == messages[-1] and prompt[0] != messages[0]
 
 
-def test_no_conversation_reaches_the_logs_at_info(
-    pipeline: ReplyPipeline, settings: Settings, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_no_conversation_reaches_the_logs_at_info(app: ChatApp, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    outputs = list(
-        respond(
-            chat_app(pipeline, settings), "My secret word is pineapple. What is it?", [], ReplyChoices(text_only=True)
-        )
-    )
+    outputs = list(respond(app, "My secret word is pineapple. What is it?", [], ReplyChoices(text_only=True)))
     reply = content_text(outputs[-1][1][-1]["content"])
     assert reply
     logged = "\n".join(record.getMessage() for record in caplog.records)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from speakstream.sampler import TOP_K, TopKTopPSampler
+from speakstream.llm.cpu.sampler import TOP_K, TopKTopPSampler
 
 
 def transformers_distribution(scores: torch.Tensor, temperature: float, top_p: float) -> torch.Tensor:

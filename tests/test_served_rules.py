@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.utils import QueueError, Status
 
-from speakstream.conversation import content_text
+from speakstream.text.conversation import content_text
 
 from fakes import ScriptedServer, scripted_server
 from support import wait_until

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from speakstream.conversation import content_text
+from speakstream.text.conversation import content_text
 
 from support import free_port
 

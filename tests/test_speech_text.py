@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from speakstream.speech_text import CODE_PHRASE, SpeechCleaner, is_speakable
+from speakstream.text.speech_text import CODE_PHRASE, SpeechCleaner, is_speakable
 
 
 def spoken(*chunks: str) -> list[str]:
@@ -42,11 +42,3 @@ def test_nothing_speakable_gives_nothing(chunk: str) -> None:
 def test_a_code_block_across_chunks_is_announced_once_and_skipped() -> None:
     chunks = ["Here is code:\n```python", "print('hello world')\nx = 1 + 2", "```\nThat prints a greeting."]
     assert spoken(*chunks) == ["Here is code: " + CODE_PHRASE, "", "That prints a greeting."]
-
-
-def test_reset_leaves_a_code_block() -> None:
-    cleaner = SpeechCleaner()
-    cleaner.clean("```")
-    assert cleaner.clean("inside") == ""
-    cleaner.reset()
-    assert cleaner.clean("outside again") == "outside again"

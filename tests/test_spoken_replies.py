@@ -21,12 +21,15 @@ import soundfile
 import torch
 from gradio_client import Client
 
-from speakstream.audio import wav_duration
-from speakstream.chunker import TextChunker, rules_from_settings
-from speakstream.pipeline import ReplyPipeline
+from speakstream.audio.segments import wav_duration
+from speakstream.llm.model import LanguageModel
+from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.speech_text import SpeechCleaner
+from speakstream.text.chunker import TextChunker, rules_from_settings
+from speakstream.text.speech_text import SpeechCleaner
+from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
+from speakstream.ui.handlers import ChatApp
 from speakstream.voices import VoiceSet
 
 from fakes import SilentVoice
@@ -40,12 +43,12 @@ SKY = [{"role": "user", "content": "Explain in three sentences why the sky is bl
 STORY = [{"role": "user", "content": "Tell me a short story about a robot who learns to paint."}]
 
 
-def run(pipeline: ReplyPipeline, messages, **options) -> list:
-    return list(pipeline.reply(messages, threading.Event(), pipeline.options(**options)))
+def run(pipeline: ReplyPipeline, model: LanguageModel, messages, **options) -> list:
+    return list(pipeline.reply(messages, threading.Event(), pipeline.options(model, **options)))
 
 
-def test_audio_arrives_before_the_text_is_finished(pipeline: ReplyPipeline, piper_voice) -> None:
-    updates = run(pipeline, SKY)
+def test_audio_arrives_before_the_text_is_finished(model: LanguageModel, pipeline: ReplyPipeline, piper_voice) -> None:
+    updates = run(pipeline, model, SKY)
     final = updates[-1]
     assert final.final and final.timeline.first_audio is not None
     audio_at = [i for i, u in enumerate(updates) if u.audio is not None]
@@ -55,8 +58,10 @@ def test_audio_arrives_before_the_text_is_finished(pipeline: ReplyPipeline, pipe
     assert final.text.count(".") >= 2
 
 
-def test_segments_cover_the_whole_reply_at_one_rate(pipeline: ReplyPipeline, piper_voice, settings: Settings) -> None:
-    updates = run(pipeline, SKY)
+def test_segments_cover_the_whole_reply_at_one_rate(
+    model: LanguageModel, pipeline: ReplyPipeline, piper_voice, settings: Settings
+) -> None:
+    updates = run(pipeline, model, SKY)
     segments = [u.audio for u in updates if u.audio is not None]
     assert all(s.dtype == np.int16 and s.ndim == 1 for s in segments)
     streamed = sum(s.size for s in segments) / pipeline.sample_rate
@@ -67,16 +72,16 @@ def test_segments_cover_the_whole_reply_at_one_rate(pipeline: ReplyPipeline, pip
     assert updates[-1].timeline.audio_seconds == pytest.approx(streamed)
 
 
-def test_text_only_yields_no_audio(pipeline: ReplyPipeline) -> None:
-    updates = run(pipeline, SKY, speak=False)
+def test_text_only_yields_no_audio(model: LanguageModel, pipeline: ReplyPipeline) -> None:
+    updates = run(pipeline, model, SKY, speak=False)
     assert all(u.audio is None for u in updates)
     assert updates[-1].text
 
 
-def test_stop_mid_reply_ends_generation_and_synthesis(pipeline: ReplyPipeline) -> None:
+def test_stop_mid_reply_ends_generation_and_synthesis(model: LanguageModel, pipeline: ReplyPipeline) -> None:
     baseline = threading.active_count()
     stop = threading.Event()
-    updates = pipeline.reply(STORY, stop, pipeline.options())
+    updates = pipeline.reply(STORY, stop, pipeline.options(model))
     for update in updates:
         if update.audio is not None:
             break
@@ -88,9 +93,9 @@ def test_stop_mid_reply_ends_generation_and_synthesis(pipeline: ReplyPipeline) -
     assert wait_until(lambda: threading.active_count() <= baseline)
 
 
-def test_closing_the_reply_frees_every_thread(pipeline: ReplyPipeline) -> None:
+def test_closing_the_reply_frees_every_thread(model: LanguageModel, pipeline: ReplyPipeline) -> None:
     """What a closed tab does: Gradio closes the generator at its next yield."""
-    updates = pipeline.reply(STORY, threading.Event(), pipeline.options())
+    updates = pipeline.reply(STORY, threading.Event(), pipeline.options(model))
     next(updates)
     updates.close()
     assert wait_until(lambda: not generation_threads())
@@ -119,9 +124,8 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
             return super()._synthesize(text, length_scale)
 
     unpaused = dataclasses.replace(settings, pause_for_first_audio=False)
-    pipeline = ReplyPipeline(model, VoiceSet({"silent": PatientVoice()}, "silent"), unpaused)
-    pipeline.cores = cores
-    run(pipeline, SKY)
+    pipeline = ReplyPipeline(unpaused, VoiceSet({"silent": PatientVoice()}, "silent"), WordFilter([]), cores)
+    run(pipeline, model, SKY)
     assert {count for speaking, count in cores.seen if speaking} == {1}
     assert {count for speaking, count in cores.seen if not speaking} == {2}
 
@@ -147,10 +151,10 @@ def test_api_callers_get_each_segment_as_pcm_and_together_they_are_the_replay(ap
 
 
 @pytest.fixture(scope="module")
-def hls_app(pipeline: ReplyPipeline, settings: Settings) -> Iterator[str]:
+def hls_app(app: ChatApp, settings: Settings) -> Iterator[str]:
     """The same app with Gradio's own streaming audio element (--player hls)."""
     hls = dataclasses.replace(settings, player="hls", port=free_port())
-    with serve(ReplyPipeline(pipeline.model, pipeline.voices, hls), hls) as url:
+    with serve(dataclasses.replace(app, settings=hls)) as url:
         yield url
 
 

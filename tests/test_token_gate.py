@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from speakstream.model import TokenGate
+from speakstream.llm.model import TokenGate
 
 from support import WAIT_SECONDS
 
@@ -17,7 +17,7 @@ IDS = torch.zeros((1, 3), dtype=torch.long)
 def test_the_token_gate_holds_while_paused_lets_go_when_cleared_and_ends_on_stop(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("speakstream.model.MAX_PAUSE_SECONDS", WAIT_SECONDS)  # only clearing ends this pause
+    monkeypatch.setattr("speakstream.llm.model.MAX_PAUSE_SECONDS", WAIT_SECONDS)  # only clearing ends this pause
     stop, pause = threading.Event(), threading.Event()
     gate = TokenGate(stop, pause, None)
     pause.set()
@@ -34,7 +34,7 @@ def test_the_token_gate_holds_while_paused_lets_go_when_cleared_and_ends_on_stop
 
 
 def test_a_pause_nobody_clears_does_not_hold_generation_forever(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("speakstream.model.MAX_PAUSE_SECONDS", 0.05)
+    monkeypatch.setattr("speakstream.llm.model.MAX_PAUSE_SECONDS", 0.05)
     pause = threading.Event()
     pause.set()
     assert bool(TokenGate(threading.Event(), pause, None)(IDS, None)) is False

@@ -152,7 +152,7 @@ def test_model_threads_and_voices_never_hold_more_than_the_cores() -> None:
 PROBE = """
 import os, threading
 import torch
-from speakstream.model import LanguageModel, Sampling
+from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.settings import Settings
 model = LanguageModel(Settings()).load()
 model.perplexity("The Moon takes about twenty-seven days to go around the Earth.")

@@ -12,7 +12,7 @@ from speakstream.server import configure_logging
 from speakstream.settings import load_settings
 
 SECTIONS = ("chunker", "voices", "speed", "replies", "browser")
-LONG_SECTIONS = ("load",)  # run only when named
+LONG_SECTIONS = ("load", "sizes")  # run only when named
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -47,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_speed(settings, args.prompts, args.limit)
         elif name == "replies":
             bench_replies(settings, args.prompts, args.limit)
+        elif name == "sizes":
+            from speakstream.bench.sizes import bench_sizes
+
+            bench_sizes(settings)
         elif name == "load":
             from speakstream.bench.load import bench_load
 

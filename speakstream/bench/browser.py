@@ -12,30 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
 
 from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import median_p90, table
+from speakstream.local_app import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
 from speakstream.settings import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-]
 
 # Polls every 5 ms in the page: when Enter was pressed, when the reply's first text showed,
 # when sound was first audible, and (HLS) every stretch where the audio clock stood still.
@@ -83,49 +65,6 @@ PLAYED_JS = """
   return Boolean(a) && (a.ended || a.paused) && a.currentTime > 0;
 }
 """
-
-
-def chromium_path() -> str:
-    """Debian's Chromium, or the browser named by SPEAKSTREAM_CHROMIUM."""
-    return os.environ.get("SPEAKSTREAM_CHROMIUM", "/usr/bin/chromium")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_app(
-    port: int, env: dict[str, str], log: IO[str] | int, args: Sequence[str] | None = None, timeout: float = 240
-) -> subprocess.Popen[bytes]:
-    """Start `python app.py` (by default with ``--port port``) and return once ``port`` serves its page."""
-    import httpx
-
-    args = ["--port", str(port)] if args is None else list(args)
-    process = subprocess.Popen(
-        [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"app.py did not serve within {timeout:.0f} s")
-
-
-def stop_app(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def _measure(page, url: str, prompt: str) -> dict:

@@ -4,7 +4,8 @@ Each simulated user is a client of its own (its own session, and its own address
 X-Forwarded-For header the server trusts from a local proxy): it sends a prompt, waits for
 the whole spoken reply, and sends the next. The rate limit is off (this measures load, not
 limits). The concurrent phase runs twice, without and with the shared CPU budget
-(``--share-cores``), in the same run; the sequential phase runs with today's defaults.
+(``--share-cores``), in the same run; the sequential phase runs with today's defaults and
+short replies (48 tokens), since it looks for memory or threads that grow.
 Prints replies completed, queue-full answers, errors, first audio and tokens/s per reply
 (from its timing line), and the server's memory and threads at the start and the end.
 Only ever talks to 127.0.0.1.
@@ -19,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from speakstream.bench.browser import free_port, start_app, stop_app
 from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import median_p90, table
 from speakstream.bench.speed import settings_env
+from speakstream.local_app import free_port, start_app, stop_app
 
 TIMING = re.compile(r"first audio (\d+) ms · ([\d.]+) tokens/s")
 
@@ -38,11 +39,13 @@ class Tally:
     tokens_per_second: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def ask(self, client, prompt: str) -> None:
+    def ask(self, client, prompt: str, max_new_tokens: int) -> None:
         from gradio_client.utils import QueueError
 
         try:
-            final = client.predict(prompt, [], None, 1.0, False, api_name="/chat")
+            final = client.predict(
+                prompt, [], None, 1.0, False, "", 0.2, 0.9, max_new_tokens, 1.15, None, api_name="/chat"
+            )
         except QueueError:
             with self.lock:
                 self.queue_full += 1
@@ -94,7 +97,7 @@ def concurrent_users(server: Server, prompts: list[str], users: int, seconds: fl
         client = server.client(index)
         turn = index
         while time.monotonic() < deadline:
-            tally.ask(client, prompts[turn % len(prompts)])
+            tally.ask(client, prompts[turn % len(prompts)], 256)
             turn += 1
 
     threads = [threading.Thread(target=user, args=(index,)) for index in range(users)]
@@ -108,7 +111,8 @@ def concurrent_users(server: Server, prompts: list[str], users: int, seconds: fl
 def one_after_another(server: Server, prompts: list[str], replies: int) -> Tally:
     tally = Tally()
     for index in range(replies):
-        tally.ask(server.client(1000 + index // 25), prompts[index % len(prompts)])  # a new session every 25
+        # Short replies (48 tokens): this phase looks for memory or threads that grow; a new session every 25.
+        tally.ask(server.client(1000 + index // 25), prompts[index % len(prompts)], 48)
         if index % 50 == 49:
             print(f"  after {index + 1} replies: {server.footprint()}", flush=True)
     return tally

@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from speakstream.chunker import TextChunker, rules_from_settings
 from speakstream.settings import Settings
+from speakstream.text.chunker import TextChunker, rules_from_settings
 
 SAMPLE_REPLY = (
     "Sure! Here are three tips for sleeping better:\n1. Keep a regular schedule, even on weekends.\n"
@@ -54,21 +54,44 @@ def bench_chunker(settings: Settings, repeats: int = 200) -> None:
 
 SHORT_CHUNK = "Hello there, how are you?"
 LONG_CHUNK = "The robot walked into the quiet studio, picked up a brush, and painted the sky a deep, calm blue."
+# The short and long chunks in the other languages the offered voices speak.
+OTHER_LANGUAGES = {
+    "de": (
+        "Der Himmel ist blau,",
+        "Sonnenlicht wird von den Molekülen der Luft gestreut, und das kurzwellige blaue Licht am stärksten.",
+    ),
+    "fr": (
+        "Le ciel est bleu,",
+        "La lumière du soleil est diffusée par les molécules de l'air, et le bleu, plus court, davantage.",
+    ),
+    "es": (
+        "El cielo es azul,",
+        "La luz del sol se dispersa en las moléculas del aire, y la luz azul, más corta, se dispersa más.",
+    ),
+}
 
 
 def bench_voices(settings: Settings, repeats: int = 5) -> None:
-    """Each available voice's real-time factor and latency for a short and a long chunk."""
+    """Each voice's real-time factor and latency for a short (a first) and a long chunk: the
+    start-up voices, then every offered Piper voice that can be fetched (its language's text)."""
     import dataclasses
 
-    from speakstream.voices import load_voices
+    from speakstream.voices import VoiceLoadError, load_voices
 
     for threads in sorted({1, 2, settings.tts_threads}):
         voices = load_voices(dataclasses.replace(settings, tts_threads=threads))
         for notice in voices.notices:
             print(f"  note: {notice}")
-        for voice in voices.voices.values():
+        offered = []
+        for name in voices.offered:
+            try:
+                offered.append(voices.request(name).result())
+            except VoiceLoadError as error:
+                print(f"  note: {name}: {error}")
+        for voice in [*voices.voices.values(), *offered]:
             voice.synthesize("Warm up.")
-            for name, text in (("short", SHORT_CHUNK), ("long", LONG_CHUNK)):
+            short, long = OTHER_LANGUAGES.get(voice.language, (SHORT_CHUNK, LONG_CHUNK))
+            for name, text in (("short", short), ("long", long)):
                 latencies, rtfs = [], []
                 for _ in range(repeats):
                     started = time.perf_counter()

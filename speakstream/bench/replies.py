@@ -14,13 +14,15 @@ import threading
 import time
 from pathlib import Path
 
-from speakstream.audio import resample
+from speakstream.audio.segments import resample
 from speakstream.bench.report import median_p90, peak_rss_mb, table
-from speakstream.chunker import TextChunker, rules_from_settings
-from speakstream.model import LanguageModel, Sampling
-from speakstream.pipeline import ReplyPipeline, Timeline
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.pipeline.reply import ReplyPipeline
+from speakstream.pipeline.timeline import Timeline
+from speakstream.server import assemble
 from speakstream.settings import Settings
-from speakstream.speech_text import SpeechCleaner
+from speakstream.text.chunker import TextChunker, rules_from_settings
+from speakstream.text.speech_text import SpeechCleaner
 from speakstream.voices import Voice, load_voices
 
 DEFAULT_PROMPTS = Path(__file__).resolve().parents[2] / "eval" / "prompts.txt"
@@ -35,20 +37,24 @@ def sentences(text: str) -> int:
     return len(re.findall(r"[.!?](?:\s|$)", text))
 
 
-def pipelined(pipeline: ReplyPipeline, prompt: str, voice: Voice, sampling: Sampling) -> tuple[Timeline, str]:
-    options = dataclasses.replace(pipeline.options(voice.key), sampling=sampling)
+def pipelined(
+    pipeline: ReplyPipeline, model: LanguageModel, prompt: str, voice: Voice, sampling: Sampling
+) -> tuple[Timeline, str]:
+    options = pipeline.options(model, voice.key, sampling=sampling)
     *_, final = pipeline.reply([{"role": "user", "content": prompt}], threading.Event(), options)
     return final.timeline, final.text
 
 
-def sequential(pipeline: ReplyPipeline, prompt: str, voice: Voice, sampling: Sampling) -> tuple[Timeline, str]:
+def sequential(
+    pipeline: ReplyPipeline, model: LanguageModel, prompt: str, voice: Voice, sampling: Sampling
+) -> tuple[Timeline, str]:
     """The baseline: the whole reply is written first, then spoken."""
     timeline = Timeline(voice=voice.label)
     text = ""
-    for piece in pipeline.model.stream_reply([{"role": "user", "content": prompt}], threading.Event(), sampling):
+    for piece in model.stream_reply([{"role": "user", "content": prompt}], threading.Event(), sampling):
         timeline.mark("first_token")
         text += piece
-    timeline.tokens = pipeline.model.text_tokens(text)
+    timeline.tokens = model.text_tokens(text)
     timeline.mark("generated")
     chunker, cleaner = TextChunker(rules_from_settings(pipeline.settings)), SpeechCleaner()
     timeline.mark("first_chunk")
@@ -103,15 +109,15 @@ def bench_replies(settings: Settings, prompts_file: Path = DEFAULT_PROMPTS, limi
     voices = load_voices(settings)
     for notice in voices.notices:
         print(f"note: {notice}")
-    pipeline = ReplyPipeline(model, voices, settings)
+    pipeline = assemble(model, voices, settings).pipeline
     rows = []
     for voice in voices.voices.values():
         voice.synthesize("Warm up.")
         pipelined_runs, sequential_runs, ratios, ratios_long, first_audio_ratios = [], [], [], [], []
         for index, prompt in enumerate(prompts):
             sampling = dataclasses.replace(Sampling.from_settings(settings), seed=1000 + index)
-            seq, seq_text = sequential(pipeline, prompt, voice, sampling)
-            pipe, text = pipelined(pipeline, prompt, voice, sampling)
+            seq, seq_text = sequential(pipeline, model, prompt, voice, sampling)
+            pipe, text = pipelined(pipeline, model, prompt, voice, sampling)
             pipelined_runs.append(pipe)
             sequential_runs.append(seq)
             ratios.append(pipe.done / seq.done)

@@ -20,19 +20,27 @@ from pathlib import Path
 
 from speakstream.bench.replies import DEFAULT_PROMPTS, load_prompts
 from speakstream.bench.report import median_p90, table
-from speakstream.model import LanguageModel, Sampling
-from speakstream.pipeline import ReplyPipeline, Timeline
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.pipeline.reply import ReplyPipeline
+from speakstream.pipeline.timeline import Timeline
+from speakstream.server import assemble
 from speakstream.settings import ENV_PREFIX, Settings
 from speakstream.voices import PiperVoice, VoiceSet
 
 REFERENCE_TEXT = DEFAULT_PROMPTS.with_name("reference.txt")  # plain English, for the perplexity check
 # What changed since the first release, set back to its old value.
-BEFORE = {"weights": "float32", "prompt_cache_tokens": 0, "first_chunk_max_chars": 40, "share_cores": False}
+BEFORE = {
+    "cpu_kernels": "off",
+    "weights": "float32",
+    "prompt_cache_tokens": 0,
+    "first_chunk_max_chars": 40,
+    "share_cores": False,
+}
 
 
-def _reply(pipeline: ReplyPipeline, prompt: str, seed: int, speak: bool) -> Timeline:
+def _reply(pipeline: ReplyPipeline, model: LanguageModel, prompt: str, seed: int, speak: bool) -> Timeline:
     sampling = dataclasses.replace(Sampling.from_settings(pipeline.settings), seed=seed)
-    options = pipeline.options(speak=speak, sampling=sampling)
+    options = pipeline.options(model, speak=speak, sampling=sampling)
     *_, final = pipeline.reply([{"role": "user", "content": prompt}], threading.Event(), options)
     return final.timeline
 
@@ -44,7 +52,7 @@ def settings_env(overrides: dict[str, object]) -> dict[str, str]:
 
 def _start_up_seconds(overrides: dict[str, object], runs: int) -> list[float | None]:
     """Seconds from starting `python app.py` to its page being served."""
-    from speakstream.bench.browser import free_port, start_app, stop_app
+    from speakstream.local_app import free_port, start_app, stop_app
 
     env = settings_env(overrides)
     seconds: list[float | None] = []
@@ -58,10 +66,10 @@ def _start_up_seconds(overrides: dict[str, object], runs: int) -> list[float | N
 
 def _measure(settings: Settings, voice: PiperVoice, prompts: list[str]) -> dict[str, list[float | None]]:
     model = LanguageModel(settings).load()
-    pipeline = ReplyPipeline(model, VoiceSet({voice.key: voice}, voice.key), settings)
-    _reply(pipeline, "Hello!", 0, speak=True)  # warm-up
-    quiet = [_reply(pipeline, prompt, 1000 + i, speak=False) for i, prompt in enumerate(prompts)]
-    spoken = [_reply(pipeline, prompt, 1000 + i, speak=True) for i, prompt in enumerate(prompts)]
+    pipeline = assemble(model, VoiceSet({voice.key: voice}, voice.key), settings).pipeline
+    _reply(pipeline, model, "Hello!", 0, speak=True)  # warm-up
+    quiet = [_reply(pipeline, model, prompt, 1000 + i, speak=False) for i, prompt in enumerate(prompts)]
+    spoken = [_reply(pipeline, model, prompt, 1000 + i, speak=True) for i, prompt in enumerate(prompts)]
     return {
         "perplexity": [model.perplexity(REFERENCE_TEXT.read_text(encoding="utf-8"))],
         "first token ms": [t.first_token and t.first_token * 1000 for t in spoken],

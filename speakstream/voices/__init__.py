@@ -1,48 +1,144 @@
-"""The voices: load each engine once, fall back to the offline voice, and say why.
+"""The voices: those loaded at start-up, and Piper voices by name, loaded when first picked.
 
-A voice that fails to load never stops the app: the others are used and the reason is
-kept as a notice that the UI shows to the user.
+At start-up the Coqui voice and the bundled Piper voice load; one that fails never stops the
+app: the others are used and the reason is kept as a notice the page shows. The operator
+offers more Piper voices by name (``--voices``); each is fetched from the hub and loaded the
+first time a user picks it, on a loader thread of its own (never in a reply's place), shared
+by everyone after, and at most ``--max-loaded-voices`` of them stay loaded (the least
+recently used goes first; the start-up voices always stay). Nothing but the offered voices
+is ever fetched. A voice that cannot be fetched says why, and a reply meanwhile speaks with
+the default voice (the page says so).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from speakstream.devices import choose_device
 from speakstream.settings import Settings
 from speakstream.voices.base import Voice, VoiceLoadError
 from speakstream.voices.coqui import CoquiVoice
-from speakstream.voices.piper import PiperVoice
+from speakstream.voices.piper import PiperVoice, describe
 
 log = logging.getLogger(__name__)
 
 __all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "load_voices"]
 
+# A voice that failed to load gives its reason for this long before it is tried again.
+RETRY_AFTER_SECONDS = 60.0
+
 
 @dataclass
 class VoiceSet:
-    """The voices that loaded, which one is the default, and notices for the user."""
+    """The voices of this server: those loaded at start-up, which one is the default, notices for
+    the user, and the Piper voices offered by name (``offered``), loaded when first asked for."""
 
     voices: dict[str, Voice] = field(default_factory=dict)
     default: str | None = None
     notices: list[str] = field(default_factory=list)
+    offered: list[str] = field(default_factory=list)
+    max_loaded: int = 3
+    load: Callable[[str], Voice] = PiperVoice
+    _picked: OrderedDict[str, Voice] = field(default_factory=OrderedDict, init=False, repr=False)
+    _loading: dict[str, Future[Voice]] = field(default_factory=dict, init=False, repr=False)
+    _failed: dict[str, tuple[float, Future[Voice]]] = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _loader: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-loader"),
+        init=False,
+        repr=False,
+    )
 
     def get(self, key: str | None) -> Voice | None:
-        """The voice called ``key``, else the default one, else None (no voice at all)."""
-        return self.voices.get(key or "") or self.voices.get(self.default or "")
+        """The voice called ``key`` if it is loaded, else the default one, else None (no voice at all)."""
+        with self._lock:
+            picked = self._picked.get(key or "")
+        return self.voices.get(key or "") or picked or self.voices.get(self.default or "")
+
+    def label(self, key: str) -> str:
+        voice = self.voices.get(key)
+        return voice.label if voice else describe(key)[0]
 
     @property
     def choices(self) -> list[tuple[str, str]]:
-        return [(voice.label, key) for key, voice in self.voices.items()]
+        """(label, key) of every voice users may pick: the loaded ones, then the offered ones."""
+        keys = [*self.voices, *(name for name in self.offered if name not in self.voices)]
+        return [(self.label(key), key) for key in keys]
+
+    def loaded(self, key: str) -> bool:
+        with self._lock:
+            return key in self.voices or key in self._picked
+
+    def request(self, key: str) -> Future[Voice]:
+        """Voice ``key``: a finished future when it is loaded (or failed a moment ago), else its single load."""
+        with self._lock:
+            voice = self.voices.get(key) or self._picked.get(key)
+            if voice is not None:
+                if key in self._picked:
+                    self._picked.move_to_end(key)
+                ready: Future[Voice] = Future()
+                ready.set_result(voice)
+                return ready
+            if key not in self.offered:
+                refused: Future[Voice] = Future()
+                refused.set_exception(VoiceLoadError(f"this server does not offer the voice {key[:80]!r}"))
+                return refused
+            failed_at, failed = self._failed.get(key, (0.0, None))
+            if failed is not None and time.monotonic() - failed_at < RETRY_AFTER_SECONDS:
+                return failed
+            if key not in self._loading:
+                log.info("Loading voice %s (picked by a user)", key)
+                self._loading[key] = self._loader.submit(self._load, key)
+                self._loading[key].add_done_callback(functools.partial(self._note_failure, key))
+            return self._loading[key]
+
+    def _load(self, key: str) -> Voice:
+        try:
+            voice = self.load(key).load()
+            with self._lock:
+                self._picked[key] = voice
+                while len(self._picked) > self.max_loaded:
+                    gone, _ = self._picked.popitem(last=False)
+                    log.info("Unloaded voice %s to make room", gone)
+            return voice
+        finally:
+            with self._lock:
+                self._loading.pop(key, None)
+
+    def _note_failure(self, key: str, load: Future[Voice]) -> None:
+        with self._lock:
+            if load.exception() is not None:
+                self._failed[key] = (time.monotonic(), load)
+            else:
+                self._failed.pop(key, None)
+
+
+def offered_voices(settings: Settings) -> list[str]:
+    return [name.strip() for name in settings.voices.split(",") if name.strip()]
 
 
 def load_voices(settings: Settings) -> VoiceSet:
-    """Load the Coqui voice and the offline Piper voice; a failure becomes a notice, never an exception."""
-    result = VoiceSet()
+    """Load the Coqui voice and the offline Piper voice (and ``--voice`` if it is an offered Piper
+    voice); a failure becomes a notice, never an exception."""
+    result = VoiceSet(offered=offered_voices(settings), max_loaded=settings.max_loaded_voices)
+    result.load = functools.partial(PiperVoice, threads=settings.tts_threads)
     if settings.text_only:
         result.notices.append("Text only: speech is turned off.")
         return result
-    candidates: list[Voice] = [CoquiVoice(settings.tts_model, settings.tts_vocoder), PiperVoice(settings.tts_threads)]
+    device = choose_device(settings.device)
+    candidates: list[Voice] = [
+        CoquiVoice(settings.tts_model, settings.tts_vocoder, device),
+        PiperVoice(threads=settings.tts_threads),
+    ]
+    if settings.voice in result.offered:
+        candidates.append(PiperVoice(settings.voice, threads=settings.tts_threads))
     for voice in candidates:
         try:
             voice.load()

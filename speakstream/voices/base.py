@@ -24,6 +24,7 @@ class Voice(ABC):
     key: str
     label: str
     sample_rate: int
+    language = "en"  # the language it speaks, two letters
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -38,10 +38,11 @@ def _reason(error: Exception) -> str:
 class CoquiVoice(Voice):
     """Any Coqui model by name (downloaded and cached by Coqui on first use) or from a local folder."""
 
-    def __init__(self, model: str, vocoder: str = "") -> None:
+    def __init__(self, model: str, vocoder: str = "", device: str = "cpu") -> None:
         super().__init__()
         self.model = model
         self.vocoder = vocoder
+        self.device = device
         self.key = "glow-tts" if model.rstrip("/").endswith("glow-tts") else Path(model).name
         self.label = f"{self.key} (Coqui TTS)"
         self.sample_rate = 0
@@ -80,7 +81,7 @@ class CoquiVoice(Voice):
             raise
         except Exception as error:
             raise VoiceLoadError(f"could not load {self.model}: {_reason(error)}") from error
-        self._tts = tts
+        self._tts = tts.to(self.device) if self.device != "cpu" else tts
         self._base_length_scale = float(getattr(tts.synthesizer.tts_model, "length_scale", 1.0))
         self.sample_rate = int(tts.synthesizer.output_sample_rate)
         log.info("Voice %s loaded (%d Hz)", self.label, self.sample_rate)

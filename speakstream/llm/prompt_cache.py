@@ -2,10 +2,9 @@
 
 Every prompt starts the same way (the chat template's system turn), and every turn of a
 conversation starts with the whole conversation before it. Before the first token the
-model must read the entire prompt; reading a 40-token prompt took about 90 ms here, and a
-long conversation takes seconds. This cache keeps the attention keys and values of
-prompt beginnings (everything before the newest user message) and hands out copies, so a
-reply only reads what is new. It is bounded by the number of tokens it holds, least
+model must read the entire prompt, which for a long conversation takes seconds. This cache
+keeps the attention keys and values of prompt beginnings (everything before the newest user
+message) and hands out copies, so a reply only reads what is new. It is bounded by the number of tokens it holds, least
 recently used first out.
 """
 

@@ -1,9 +1,9 @@
 """A Llama-family decoder layer (SmolLM2's), rebuilt for token-by-token decoding with small weights.
 
-With 4-bit weights the matrix products of one token take about 6 ms here, and transformers'
-general-purpose layer spent as long again on some 70 small tensor operations per layer,
-each costing 1-3 us to dispatch whatever its size. This layer does the same arithmetic
-with fewer of them:
+With 4-bit weights the matrix products of one token are quick, and transformers'
+general-purpose layer spends about as long again on dozens of small tensor operations per
+layer, each paying a fixed dispatch cost whatever its size. This layer does the same
+arithmetic with fewer of them:
 
 - one product for q, k and v, one for gate and up (their weights stacked at load time);
 - rotary positions as one complex multiplication: each head's q and k rows are reordered
@@ -13,9 +13,8 @@ with fewer of them:
   goes through transformers' attention and its causal mask.
 
 The residual stream, the norms and attention stay in float32, and the products take
-bfloat16, as in the per-layer swap of :mod:`speakstream.quantize`. Measured on the bundled
-model (2 threads, same process, sampled replies): 40-45 -> 47-54 tokens/s, perplexity on
-eval/reference.txt 16.061 -> 16.062.
+bfloat16, as in the per-layer swap of :mod:`speakstream.llm.cpu.quantize` (the README's
+Benchmarks give what it gains, with the perplexity that shows nothing was lost).
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from torch import nn
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, eager_attention_forward
 
-from speakstream.quantize import ACTIVATIONS, SmallLinear
+from speakstream.llm.cpu.quantize import ACTIVATIONS, SmallLinear
 
 
 def can_fuse(layer: nn.Module, fits: Callable[[nn.Module], bool]) -> bool:

@@ -7,41 +7,11 @@ the oldest turns so that a long conversation always fits the model's context.
 from __future__ import annotations
 
 import html
-import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
-Message = dict[str, str]
-
-# ChatML-style markers (<|im_start|>, <|endoftext|>, ...) and Llama-style ones ([INST], <s>).
-_SPECIAL_TOKEN = re.compile(r"<\|[^<>|]{0,40}\|>|</?s>|\[/?INST\]", re.IGNORECASE)
-
-
-class InvalidMessage(ValueError):
-    """A message that is not sent to the model; its text is shown to the user."""
-
-
-def clean_message(text: str, max_chars: int) -> str:
-    """The message as the model may see it, or :class:`InvalidMessage` saying why not.
-
-    Control characters are dropped (line breaks and tabs kept) and chat-template markers
-    are removed, so a user cannot forge a system or assistant turn.
-    """
-    if len(text) > max_chars:
-        raise InvalidMessage(
-            f"Your message has {len(text):,} characters; the limit is {max_chars:,}. Please shorten it."
-        )
-    kept = without_markup(text).strip()
-    if not kept:
-        raise InvalidMessage("Type a message first.")
-    return kept
-
-
-def without_markup(text: str) -> str:
-    """``text`` without control characters (line breaks and tabs kept) and chat-template markers."""
-    kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
-    return _SPECIAL_TOKEN.sub("", kept)
+from speakstream.llm.model import Message
+from speakstream.text.admission import without_markup
 
 
 def content_text(content: Any) -> str:
@@ -53,11 +23,6 @@ def content_text(content: Any) -> str:
     if isinstance(content, (list, tuple)):
         return "".join(content_text(part) for part in content)
     return ""
-
-
-def for_display(text: str) -> str:
-    """A user's message as the chat shows it: HTML and script typed by the user appear as text, inert."""
-    return html.escape(text, quote=False)
 
 
 def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> list[Message]:

@@ -2,7 +2,7 @@
 
 Event handlers are module-level functions bound to the pipeline with ``functools.partial``,
 so tests can call them without a browser. The chat event is published as ``/chat`` for
-``gradio_client``. How the audio reaches the listener is :mod:`speakstream.player`.
+``gradio_client``. How the audio reaches the listener is :mod:`speakstream.ui.player`.
 
 What a browser keeps across reloads (never the server) is two encrypted entries in its local
 storage: the conversation, written by the reply itself when it ends (and by Stop, Undo and
@@ -12,7 +12,6 @@ Clear), and the settings, written when one changes.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import html
 import logging
 import threading
@@ -26,36 +25,29 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from speakstream.conversation import (
-    InvalidMessage,
-    bounded_history,
-    clean_message,
-    content_text,
-    for_display,
-    to_model_messages,
-)
-from speakstream.limits import RateLimits
+from speakstream.audio.replay_files import ReplayFiles
+from speakstream.llm.endpoint import EndpointError
+from speakstream.llm.model import Sampling
+from speakstream.llm.pool import ModelPool
+from speakstream.llm.sources import ModelLoadError, model_label
 from speakstream.metrics import Metrics
-from speakstream.model import ModelLoadError, Sampling, model_label
-from speakstream.pipeline import ReplyOptions, ReplyPipeline
-from speakstream.player import CLEAR_JS, STOP_JS, AudioStream, audio_stream, player_component
-from speakstream.replay_files import ReplayFiles
+from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline
 from speakstream.settings import Settings
+from speakstream.text.admission import InvalidMessage, clean_message, for_display
+from speakstream.text.conversation import bounded_history, content_text, to_model_messages
+from speakstream.text.limits import RateLimits
+from speakstream.text.word_filter import WordFilter
+from speakstream.ui.browser_storage import remember_chat
+from speakstream.ui.player import AudioStream, audio_stream
+from speakstream.voices import VoiceSet
 
 log = logging.getLogger(__name__)
 
 History = list[dict[str, Any]]
 # (message box, chat, player, whole-reply audio, stats line, the conversation the browser keeps)
 ChatOutputs = tuple[Any, History, Any, Any, Any, Any]
-EXAMPLE_PROMPTS = [
-    "What is the capital of France?",
-    "Explain in three sentences why the sky is blue.",
-    "Write a haiku about autumn.",
-    "Give me three tips for sleeping better, as a numbered list.",
-]
 LOADING_TICK_SECONDS = 1.0
 SUPERSEDE_WAIT_SECONDS = 10.0
-MAX_SAVED_MESSAGES = 100
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
 
@@ -77,20 +69,6 @@ class ReplyChoices:
     model: str | None = None
 
 
-# Every control of the page a browser keeps across reloads, in page order, with the types a
-# saved value may have: the reply choices and whether the timing line shows.
-SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
-    "voice": str,
-    "speaking_rate": (int, float),
-    "text_only": bool,
-    "show_stats": bool,
-    "system_prompt": str,
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "max_new_tokens": (int, float),
-    "repetition_penalty": (int, float),
-    "model": str,
-}
 REPLY_CONTROLS = [field.name for field in dataclasses.fields(ReplyChoices)]
 
 
@@ -99,6 +77,9 @@ class ChatApp:
     """What the page's handlers work with, built once at start-up and shared by every session."""
 
     pipeline: ReplyPipeline
+    models: ModelPool
+    voices: VoiceSet
+    word_filter: WordFilter
     settings: Settings
     limits: RateLimits
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
@@ -144,6 +125,8 @@ def respond(
         gr.Warning(str(refusal))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
         return
+    if notice := voice_notice(app, choices):
+        gr.Info(notice)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
     stop, ended = threading.Event(), threading.Event()
     supersede(session)
@@ -156,13 +139,13 @@ def respond(
     outcome = "stopped"
     yield "", history, stream.start(), None, "", gr.skip()
     try:
-        with pipeline.models.lease(spec) as model:
+        with app.models.lease(spec) as model:
             options = pipeline.options(
+                model,
                 choices.voice,
                 choices.speaking_rate,
                 speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
-                model=model,
             )
             for outputs in _stream_reply(app, messages, history, stop, options, session, stream):
                 if isinstance(outputs[4], str) and outputs[4]:  # the timing line: the reply is complete
@@ -172,11 +155,12 @@ def respond(
         outcome = "failed"
         gr.Warning(str(problem))
         yield message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    except Exception:
+    except Exception as error:
         outcome = "failed"
         log.exception("Reply failed")
+        note = f"Sorry: {error}" if isinstance(error, EndpointError) else ERROR_NOTE  # a server's trouble, said plainly
         so_far = history[-1]["content"]
-        history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{ERROR_NOTE}" if so_far else ERROR_NOTE}
+        history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{note}" if so_far else note}
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), remember_chat(history)
     finally:
         stop.set()
@@ -198,20 +182,20 @@ def _admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tu
 
     The client's message is counted against its rate limit only once everything else is fine.
     """
-    settings, pipeline = app.settings, app.pipeline
+    settings = app.settings
     try:
         text = clean_message(message or "", settings.max_input_chars)
     except InvalidMessage as problem:
         raise Refused(str(problem), "too_long" if (message or "").strip() else "empty") from None
-    if pipeline.content_filter.blocks(text):
+    if app.word_filter.blocks(text):
         raise Refused("Your message contains words this app does not accept. Please rephrase it.", "blocked_word")
     try:
         chosen = reply_settings(settings, choices)
     except InvalidMessage as problem:
         raise Refused(f"The system prompt cannot be used: {problem}", "too_long") from None
     try:
-        spec = pipeline.models.check(choices.model)
-        loading = pipeline.models.request(spec)
+        spec = app.models.check(choices.model)
+        loading = app.models.request(spec)
     except ModelLoadError as problem:
         raise Refused(str(problem), "model_refused") from None
     if not loading.done():
@@ -306,14 +290,49 @@ def supersede(session: dict[str, Any] | None) -> None:
             log.warning("A superseded reply did not end within %.0f s", SUPERSEDE_WAIT_SECONDS)
 
 
+def voice_notice(app: ChatApp, choices: ReplyChoices) -> str | None:
+    """What to tell the user when the voice they picked cannot speak this reply (None: it can).
+
+    A picked Piper voice that is not loaded yet starts loading; the reply meanwhile speaks
+    with the default voice.
+    """
+    key = choices.voice
+    default = app.voices.get(None)
+    if choices.text_only or not key or default is None or app.voices.loaded(key):
+        return None
+    loading = app.voices.request(key)
+    if loading.done() and loading.exception() is None:
+        return None
+    instead = f"this reply speaks with {default.label}"
+    if not loading.done():
+        return f"{app.voices.label(key)} is loading (first use); {instead}."
+    return f"{app.voices.label(key)}: {loading.exception()}; {instead}."
+
+
+def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
+    """The line under the voice picker while a picked voice loads: the seconds so far, then ready or why not."""
+    if not key or app.voices.loaded(key):
+        yield ""
+        return
+    loading, started = app.voices.request(key), time.monotonic()
+    while not loading.done():
+        yield f"Loading {app.voices.label(key)}… {time.monotonic() - started:.0f} s (first use)"
+        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
+    if loading.exception() is not None:
+        gr.Warning(f"{app.voices.label(key)}: {loading.exception()}")
+        yield f"Not loaded: {loading.exception()}"
+    else:
+        yield f"{app.voices.label(key)} is ready."
+
+
 def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
     """The line under the model picker while a picked model loads: the seconds so far, then ready or why not.
 
     Loading happens here, on the model pool's loader thread, never in a reply's place in the queue.
     """
     try:
-        spec = app.pipeline.models.check(spec)
-        loading = app.pipeline.models.request(spec)
+        spec = app.models.check(spec)
+        loading = app.models.request(spec)
     except ModelLoadError as problem:
         app.metrics.refusals.labels("model_refused").inc()
         gr.Warning(str(problem))
@@ -323,7 +342,7 @@ def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
     while not loading.done():
         yield f"Loading {label}… {time.monotonic() - started:.0f} s (first use; then it stays loaded for everyone)"
         futures.wait([loading], timeout=LOADING_TICK_SECONDS)
-    app.metrics.models_loaded.set(len(app.pipeline.models.loaded))
+    app.metrics.models_loaded.set(len(app.models.loaded))
     if isinstance(loading.exception(), ModelLoadError):
         gr.Warning(str(loading.exception()))
         yield f"Not loaded: {loading.exception()}"
@@ -344,228 +363,3 @@ def last_turn_removed(history: History | None) -> tuple[str, History]:
         if history[index].get("role") == "user":
             return html.unescape(content_text(history[index].get("content"))), history[:index]
     return "", history
-
-
-def clear_chat() -> tuple[History, str, None, None, str, list[Any], dict[str, Any]]:
-    """Empty the conversation, the message box, both players, the stats line and what the browser saved.
-
-    The browser's storage is overwritten with empty values that Gradio still stores (it skips
-    ``None`` and ``""``).
-    """
-    return [], "", None, None, "", [], {}
-
-
-def remember_chat(history: History | None) -> list[dict[str, str]]:
-    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones."""
-    messages = [
-        {"role": item["role"], "content": content_text(item.get("content"))}
-        for item in history or []
-        if item.get("role") in ("user", "assistant")
-    ]
-    return messages[-MAX_SAVED_MESSAGES:]
-
-
-def remember_settings(*values: Any) -> dict[str, Any]:
-    """The settings this browser keeps across reloads, by name."""
-    return dict(zip(SAVED_CONTROLS, values, strict=True))
-
-
-def restore(pipeline: ReplyPipeline, chat: Any, chosen: Any) -> list[Any]:
-    """Put back what the browser saved; anything this server cannot use now is left as it is."""
-    history = [
-        {"role": item["role"], "content": item["content"]}
-        for item in (chat if isinstance(chat, list) else [])
-        if isinstance(item, dict) and item.get("role") in ("user", "assistant") and isinstance(item.get("content"), str)
-    ]
-    values = chosen if isinstance(chosen, dict) else {}
-    restored: list[Any] = [history or gr.skip()]
-    for name, kind in SAVED_CONTROLS.items():
-        value = values.get(name)
-        usable = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
-        if usable and name == "voice":
-            usable = value in pipeline.voices.voices
-        if usable and name == "model":
-            try:
-                pipeline.models.check(value)
-            except ModelLoadError:
-                usable = False
-        restored.append(value if usable else gr.skip())
-    return restored
-
-
-def toggle_stats(show: bool) -> dict[str, Any]:
-    """Show or hide the per-reply timing line."""
-    return gr.update(visible=show)
-
-
-def voice_status(pipeline: ReplyPipeline) -> str:
-    """The line under the page that says which voice speaks, and why if it is not the usual one."""
-    voice = pipeline.voices.get(None)
-    lines = [f"**Voice:** {voice.label}" if voice else "**Voice:** none (text only)"]
-    lines += [f"- {notice}" for notice in pipeline.voices.notices]
-    return "\n".join(lines)
-
-
-def build_ui(app: ChatApp) -> gr.Blocks:
-    """The whole page, wired to ``app``; the caller launches it."""
-    pipeline, settings = app.pipeline, app.settings
-    source = pipeline.model.source.origin if pipeline.model.source else "not loaded"
-    # No usage analytics leave the server; Gradio's own temporary files are deleted once old enough.
-    age = settings.audio_file_max_age
-    with gr.Blocks(title="SpeakStream", delete_cache=(min(600, age), age), analytics_enabled=False) as demo:
-        gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
-        chatbot = gr.Chatbot(
-            label="Conversation",
-            height=420,
-            sanitize_html=True,
-            allow_tags=False,
-            buttons=["copy", "copy_all"],
-            elem_id="chat",
-        )
-        with gr.Row():
-            message = gr.Textbox(
-                label="Message",
-                placeholder="Type a message and press Enter",
-                scale=6,
-                min_width=200,
-                max_lines=6,
-                elem_id="message",
-            )
-            send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
-        with gr.Row():
-            # Narrow buttons, so the four stay on one line on a phone
-            stop = gr.Button("Stop", variant="stop", min_width=60, elem_id="stop")
-            retry = gr.Button("Retry", min_width=60, elem_id="retry")
-            undo = gr.Button("Undo", min_width=60, elem_id="undo")
-            clear = gr.Button("Clear", min_width=60, elem_id="clear")
-        gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
-        player = player_component(settings.player)
-        stats = gr.Markdown("", elem_id="stats")
-        with gr.Accordion("Voice and replay", open=False):
-            with gr.Row():
-                voice = gr.Dropdown(
-                    choices=pipeline.voices.choices,
-                    value=pipeline.voices.default,
-                    label="Voice",
-                    interactive=bool(pipeline.voices.voices),
-                    elem_id="voice",
-                )
-                speaking_rate = gr.Slider(
-                    0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate", min_width=200
-                )
-            with gr.Row():
-                text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
-                show_stats = gr.Checkbox(value=True, label="Show reply timings")
-            replay = gr.Audio(
-                label="Whole reply (replay or download)", interactive=False, buttons=["download"], elem_id="replay"
-            )
-        with gr.Accordion("Model settings", open=False):
-            model = gr.Dropdown(
-                choices=[(model_label(spec), spec) for spec in pipeline.models.choices],
-                value=pipeline.models.default_spec,
-                label="Model",
-                info="Loaded when picked, then shared by everyone"
-                + ("; type a Hugging Face model id for another one" if settings.allow_custom_models else ""),
-                allow_custom_value=settings.allow_custom_models,
-                elem_id="model",
-            )
-            model_status = gr.Markdown("", elem_id="model-status")
-            system_prompt = gr.Textbox(
-                value=settings.system_prompt,
-                label="System prompt",
-                placeholder="Empty: the model's own default",
-                lines=2,
-                elem_id="system-prompt",
-            )
-            with gr.Row():
-                temperature = gr.Slider(0.0, 1.5, value=settings.temperature, step=0.05, label="Temperature")
-                top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p")
-                max_new_tokens = gr.Slider(
-                    16, settings.max_new_tokens, value=settings.max_new_tokens, step=8, label="Max new tokens"
-                )
-                repetition_penalty = gr.Slider(
-                    1.0, 2.0, value=settings.repetition_penalty, step=0.05, label="Repetition penalty"
-                )
-        gr.Markdown(f"{voice_status(pipeline)}\n\n**Model:** {source}", elem_id="status")
-
-        session = gr.State({})
-        saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
-        saved_settings = gr.BrowserState(None, storage_key="speakstream-settings")
-        named = {
-            "voice": voice,
-            "speaking_rate": speaking_rate,
-            "text_only": text_only,
-            "show_stats": show_stats,
-            "system_prompt": system_prompt,
-            "temperature": temperature,
-            "top_p": top_p,
-            "max_new_tokens": max_new_tokens,
-            "repetition_penalty": repetition_penalty,
-            "model": model,
-        }
-        controls = [named[name] for name in SAVED_CONTROLS]
-        quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
-        # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
-        # A new message first stops this session's running reply (a quick step), then waits for a
-        # place; a message sent while a reply runs is taken, never dropped ("multiple").
-        reply: dict[str, Any] = {
-            "fn": app.chat,
-            "inputs": [message, chatbot, *(named[name] for name in REPLY_CONTROLS), session],
-            "outputs": [message, chatbot, player, replay, stats, saved_chat],
-            "concurrency_limit": settings.concurrency_limit,
-            "concurrency_id": "reply",
-            "trigger_mode": "multiple",
-            "show_progress_on": [chatbot],  # not on the player: its controls stay usable
-        }
-        new_message: dict[str, Any] = {
-            "fn": supersede,
-            "inputs": [session],
-            "js": STOP_JS,
-            "trigger_mode": "multiple",
-            **quick,
-        }
-        keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}
-        submitted = message.submit(**new_message).then(api_name="chat", **reply)
-        clicked = send.click(**new_message).then(api_visibility="private", **reply)
-        retried = (
-            retry.click(**new_message)
-            .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)
-            .then(api_visibility="private", **reply)
-        )
-        replies = [submitted, clicked, retried]
-        undo.click(
-            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, cancels=replies, **quick
-        ).then(**keep_chat)
-        show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], **quick)
-        stop.click(None, js=STOP_JS, cancels=replies, **quick).then(**keep_chat)
-        # Our Clear button and the chat's own trash icon do the same
-        gr.on(
-            [clear.click, chatbot.clear],
-            clear_chat,
-            outputs=[chatbot, message, player, replay, stats, saved_chat, saved_settings],
-            js=CLEAR_JS,
-            cancels=replies,
-            **quick,
-        )
-        model.change(functools.partial(load_model, app), inputs=[model], outputs=[model_status], **quick)
-        # Saved when a setting changes (restoring them saves what was saved: the same values).
-        gr.on(
-            [control.change for control in controls],
-            remember_settings,
-            inputs=controls,
-            outputs=[saved_settings],
-            trigger_mode="always_last",
-            **quick,
-        )
-        # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
-        demo.load(
-            functools.partial(restore, pipeline),
-            inputs=[saved_chat, saved_settings],
-            outputs=[chatbot, *controls],
-            **quick,
-        ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
-    demo.queue(max_size=settings.queue_size)
-    # Gradio's queue has no public size; read it where Gradio keeps it (gradio pinned; tests/test_served_rules.py).
-    app.metrics.replies_waiting.set_function(lambda: len(demo._queue))
-    app.metrics.models_loaded.set_function(lambda: len(pipeline.models.loaded))
-    return demo

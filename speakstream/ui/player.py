@@ -22,7 +22,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from speakstream.audio import silence, wav_bytes
+from speakstream.audio.segments import silence, wav_bytes
 
 PLAYERS = ("webaudio", "hls")
 SEGMENT_TAIL_SECONDS = 0.1

@@ -34,7 +34,10 @@ CLOSERS = "\"'”’»)]}*_`"
 # Words that end in "." without ending a sentence (compared lower-case, without the final ".").
 ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st mt vs etc e.g i.e cf al approx dept est fig inc ltd co corp no vol gen gov "  # noqa: SIM905
-    "sgt capt lt col rev ave blvd jan feb mar apr jun jul aug sep sept oct nov dec p.m a.m u.s u.k u.n ph.d".split()
+    "sgt capt lt col rev ave blvd jan feb mar apr jun jul aug sep sept oct nov dec p.m a.m u.s u.k u.n ph.d "
+    # German, French, Spanish, Italian: the languages the offered voices speak
+    "z.b d.h u.a usw bzw ca evtl ggf inkl vgl nr str hr fr mme mlle ex env av sra srta ud uds pág núm aprox dña "
+    "sig ecc".split()
 )
 # Of those, the ones that close what came before rather than bind to the next word ("Dr. Smith"):
 # a word break after them is fine ("at 10:45 p.m. | see the schedule").
@@ -72,15 +75,10 @@ def _is_abbreviation(word: str) -> bool:
 
 
 class TextChunker:
-    """Stateful per reply: :meth:`feed` as tokens arrive, :meth:`flush` at the end, :meth:`reset` to reuse."""
+    """Stateful, one per reply: :meth:`feed` as tokens arrive, :meth:`flush` at the end."""
 
     def __init__(self, rules: ChunkRules) -> None:
         self.rules = rules
-        self._buffer = ""
-        self._emitted = 0
-
-    def reset(self) -> None:
-        """Forget any pending text (a reply was interrupted)."""
         self._buffer = ""
         self._emitted = 0
 

@@ -20,18 +20,18 @@ import queue
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from speakstream.audio import resample, with_fades
-from speakstream.chunker import TextChunker, rules_from_settings
-from speakstream.content_filter import ContentFilter
-from speakstream.conversation import Message, trim_to_context
-from speakstream.model import LanguageModel, Sampling
-from speakstream.model_pool import ModelPool
+from speakstream.audio.segments import resample, with_fades
+from speakstream.llm.model import ChatModel, Sampling
+from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
-from speakstream.speech_text import SpeechCleaner
+from speakstream.text.chunker import TextChunker, rules_from_settings
+from speakstream.text.conversation import Message, trim_to_context
+from speakstream.text.speech_text import SpeechCleaner
+from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
 from speakstream.voices import Voice, VoiceSet
 
@@ -43,83 +43,11 @@ DEFAULT_SAMPLE_RATE = 22050
 POLL_SECONDS = 0.5
 
 
-@dataclass
-class Timeline:
-    """Seconds from the start of a reply to each milestone (None: not reached), and audio totals."""
-
-    started: float = field(default_factory=time.perf_counter)
-    first_token: float | None = None
-    first_chunk: float | None = None
-    first_audio: float | None = None
-    last_audio: float | None = None
-    generated: float | None = None  # the model wrote its last token
-    done: float | None = None
-    tokens: int = 0
-    voice_failures: int = 0  # chunks the voice could not speak
-    audio_seconds: float = 0.0
-    synthesis_seconds: float = 0.0
-    # (seconds since start when a segment was handed out, its duration in seconds)
-    segments: list[tuple[float, float]] = field(default_factory=list)
-    voice: str = ""
-    model: str = ""
-
-    def now(self) -> float:
-        return time.perf_counter() - self.started
-
-    def mark(self, name: str) -> None:
-        if getattr(self, name) is None:
-            setattr(self, name, self.now())
-
-    @property
-    def tokens_per_second(self) -> float | None:
-        """Decode speed after the first token, while the model was writing."""
-        end = self.generated
-        if end is None or self.first_token is None or end <= self.first_token or self.tokens < 2:
-            return None
-        return (self.tokens - 1) / (end - self.first_token)
-
-    @property
-    def real_time_factor(self) -> float | None:
-        """Synthesis seconds per second of speech (below 1: faster than real time)."""
-        return self.synthesis_seconds / self.audio_seconds if self.audio_seconds else None
-
-    def playback_leads(self) -> list[float]:
-        """Seconds of audio still queued ahead of playback when each later segment arrived.
-
-        Playback starts with the first segment and plays segments back to back; a negative
-        lead is a gap of that length (the player ran dry before the segment arrived).
-        """
-        leads: list[float] = []
-        play_until: float | None = None
-        for arrived, duration in self.segments:
-            if play_until is not None:
-                leads.append(play_until - arrived)
-            play_until = (arrived if play_until is None else max(play_until, arrived)) + duration
-        return leads
-
-    def gaps(self) -> list[float]:
-        """Lengths of the silences where the player waited for audio."""
-        return [-lead for lead in self.playback_leads() if lead < 0]
-
-    def summary(self) -> str:
-        def ms(value: float | None) -> str:
-            return "-" if value is None else f"{value * 1000:.0f} ms"
-
-        rtf = self.real_time_factor
-        tps = self.tokens_per_second
-        return (
-            f"first token {ms(self.first_token)} · first audio {ms(self.first_audio)} · "
-            f"{'-' if tps is None else f'{tps:.1f}'} tokens/s · "
-            f"audio {self.audio_seconds:.1f} s · real-time factor {'-' if rtf is None else f'{rtf:.2f}'} · "
-            f"voice {self.voice or 'none'} · model {self.model}"
-        )
-
-
 @dataclass(frozen=True)
 class ReplyOptions:
     """What one reply uses: the model and its sampling, which voice at what rate (``voice=None``: text only)."""
 
-    model: LanguageModel
+    model: ChatModel
     sampling: Sampling
     voice: Voice | None
     speaking_rate: float = 1.0
@@ -138,31 +66,30 @@ class ReplyUpdate:
 
 
 class ReplyPipeline:
-    """Shared by all sessions: it holds the loaded models and no per-user state."""
+    """Shared by all sessions, with no per-user state: the voices, the word list, the cores.
 
-    def __init__(
-        self, model: LanguageModel, voices: VoiceSet, settings: Settings, models: ModelPool | None = None
-    ) -> None:
-        self.model = model  # the start-up model: what a reply uses unless the user picks another
-        self.models = models or ModelPool(settings, model)
-        self.voices = voices
+    The models are not its own: each reply's options name the model that writes it.
+    """
+
+    def __init__(self, settings: Settings, voices: VoiceSet, word_filter: WordFilter, cores: CoreBudget) -> None:
         self.settings = settings
-        self.content_filter = ContentFilter.from_setting(settings.blocked_words)
-        self.cores = CoreBudget(settings.threads, settings.share_cores)
+        self.voices = voices
+        self.word_filter = word_filter
+        self.cores = cores
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
 
     def options(
         self,
+        model: ChatModel,
         voice: str | None = None,
         speaking_rate: float | None = None,
         speak: bool = True,
         sampling: Sampling | None = None,
-        model: LanguageModel | None = None,
     ) -> ReplyOptions:
-        """Options for one reply; each left out is the server's default."""
+        """Options for a reply by ``model``; each other one left out is the server's default."""
         return ReplyOptions(
-            model=model or self.model,
+            model=model,
             sampling=sampling or Sampling.from_settings(self.settings),
             voice=self.voices.get(voice) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
@@ -181,12 +108,7 @@ class ReplyPipeline:
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         # The first sound is what a listener waits for, so until it is out the model pauses
         # (half a second at most each time) while the voice speaks the first chunk, and again
-        # while the consumer hands that audio on. The second pause is the one that measurably
-        # pays: Gradio's ffmpeg encoder starts on the first segment and waits 100 ms for a
-        # frame; with the model busy on both cores it missed that, the browser got an empty
-        # playlist, and hls.js retried a second later (browser first sound 1506 -> 1241 ms).
-        # The first pause gives the voice a core to itself; Piper's first chunk still took
-        # 80-155 ms with it (90-190 ms without), within this machine's noise.
+        # while the consumer hands that audio on: the voice and the hand-over get the cores.
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
@@ -220,12 +142,12 @@ class ReplyPipeline:
                     if not any(worker.is_alive() for worker in workers):
                         break
                     # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
-                    yield ReplyUpdate(self.content_filter.mask(text), timeline)
+                    yield ReplyUpdate(self.word_filter.mask(text), timeline)
                     continue
                 if kind == "text":
                     timeline.mark("first_token")
                     text += str(value)
-                    yield ReplyUpdate(self.content_filter.mask(text), timeline)
+                    yield ReplyUpdate(self.word_filter.mask(text), timeline)
                 elif kind == "audio":
                     assert isinstance(value, tuple)
                     samples, spoken = value
@@ -235,7 +157,7 @@ class ReplyPipeline:
                     timeline.segments.append((timeline.last_audio, samples.size / self.sample_rate))
                     if first and self.settings.pause_for_first_audio:
                         pause.set()
-                    yield ReplyUpdate(self.content_filter.mask(text), timeline, audio=samples, spoken=spoken)
+                    yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=samples, spoken=spoken)
                     pause.clear()
                 elif kind == "error":
                     assert isinstance(value, BaseException)
@@ -249,7 +171,7 @@ class ReplyPipeline:
         timeline.mark("done")
         timeline.tokens = options.model.text_tokens(text)
         log.debug("Reply timeline: %s", timeline.summary())
-        yield ReplyUpdate(self.content_filter.mask(text), timeline, final=True)
+        yield ReplyUpdate(self.word_filter.mask(text), timeline, final=True)
 
     def _read_text(
         self,
@@ -291,12 +213,12 @@ class ReplyPipeline:
         """Synthesize chunk after chunk; a failing chunk is logged and skipped, the reply goes on."""
         voice = options.voice
         assert voice is not None
-        cleaner = SpeechCleaner()
+        cleaner = SpeechCleaner(voice.language)
         try:
             while (chunk := chunks.get()) is not None:
                 if stop.is_set():
                     continue  # drain without speaking: the reply was stopped
-                shown = self.content_filter.mask(chunk)
+                shown = self.word_filter.mask(chunk)
                 spoken = cleaner.clean(shown)
                 if not spoken:
                     continue

@@ -30,7 +30,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 
-from speakstream.model import LanguageModel, ModelLoadError, download_from_hub, model_label, resolve_model_source
+from speakstream.llm.model import ChatModel, LanguageModel
+from speakstream.llm.sources import ModelLoadError, download_from_hub, model_label, resolve_model_source
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def hub_weights_bytes(repo_id: str) -> int:
 
 @dataclass
 class _Slot:
-    model: LanguageModel
+    model: ChatModel
     users: int = 0
 
 
@@ -72,24 +73,33 @@ class ModelPool:
     def __init__(
         self,
         settings: Settings,
-        default: LanguageModel,
-        load: Callable[[str], LanguageModel] | None = None,
+        default: ChatModel,
+        load: Callable[[str], ChatModel] | None = None,
         weights_bytes: Callable[[str], int] = hub_weights_bytes,
     ) -> None:
         self.settings = settings
-        self.default_spec = settings.llm
+        # The start-up model's name: the --llm id, or the model a --llm-endpoint server is asked for
+        self.default_spec = (settings.llm_endpoint_model or settings.llm) if settings.llm_endpoint else settings.llm
         self.loads = 0  # models loaded after start-up, for the logs and tests
         self._load_model = load or self._load_from_source
         self._weights_bytes = weights_bytes
-        self._slots: OrderedDict[str, _Slot] = OrderedDict({settings.llm: _Slot(default)})
-        self._loading: dict[str, Future[LanguageModel]] = {}
-        self._failed: dict[str, tuple[float, Future[LanguageModel]]] = {}
+        self._slots: OrderedDict[str, _Slot] = OrderedDict({self.default_spec: _Slot(default)})
+        self._loading: dict[str, Future[ChatModel]] = {}
+        self._failed: dict[str, tuple[float, Future[ChatModel]]] = {}
         self._lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
 
     @property
+    def default(self) -> ChatModel:
+        """The start-up model (always loaded)."""
+        return self._slots[self.default_spec].model
+
+    @property
     def choices(self) -> list[str]:
-        """The models offered in the page: the start-up model first, then the listed ones."""
+        """The models offered in the page: the start-up model first, then the listed ones (none other
+        when a model server writes the replies)."""
+        if self.settings.llm_endpoint:
+            return [self.default_spec]
         listed = [spec.strip() for spec in self.settings.model_choices.split(",") if spec.strip()]
         return list(dict.fromkeys([self.default_spec, *listed]))
 
@@ -113,14 +123,14 @@ class ModelPool:
             )
         return spec
 
-    def request(self, spec: str | None) -> Future[LanguageModel]:
+    def request(self, spec: str | None) -> Future[ChatModel]:
         """The model for ``spec``: a finished future when it is loaded, else its (single) load."""
         spec = self.check(spec)
         with self._lock:
             slot = self._slots.get(spec)
             if slot is not None:
                 self._slots.move_to_end(spec)
-                ready: Future[LanguageModel] = Future()
+                ready: Future[ChatModel] = Future()
                 ready.set_result(slot.model)
                 return ready
             failed_at, failed = self._failed.get(spec, (0.0, None))
@@ -133,7 +143,7 @@ class ModelPool:
             return self._loading[spec]
 
     @contextmanager
-    def lease(self, spec: str | None) -> Iterator[LanguageModel]:
+    def lease(self, spec: str | None) -> Iterator[ChatModel]:
         """Use a loaded model for one reply; it is not unloaded while any reply uses it."""
         spec = self.check(spec)
         with self._lock:
@@ -150,14 +160,14 @@ class ModelPool:
             with self._lock:
                 slot.users -= 1
 
-    def _note_failure(self, spec: str, load: Future[LanguageModel]) -> None:
+    def _note_failure(self, spec: str, load: Future[ChatModel]) -> None:
         with self._lock:
             if load.exception() is not None and not isinstance(load.exception(), ModelBusy):
                 self._failed[spec] = (time.monotonic(), load)
             else:
                 self._failed.pop(spec, None)
 
-    def _load(self, spec: str) -> LanguageModel:
+    def _load(self, spec: str) -> ChatModel:
         try:
             with self._lock:
                 self._evictable()  # refuse early when there is no room to be made

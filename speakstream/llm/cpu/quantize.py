@@ -1,7 +1,7 @@
 """Smaller weights for faster decoding on the CPU: 4-bit linear layers, an 8-bit output head.
 
 Writing one token reads every weight of the model once, and on this class of CPU that
-memory traffic, not arithmetic, sets the pace (float32 SmolLM2-135M reads 540 MB a token).
+memory traffic, not arithmetic, sets the pace (float32 weights are four bytes each, read every token).
 torch ships CPU kernels that multiply by packed 4-bit weights (groups of 32 values sharing
 a scale and a zero point) and by 8-bit weights with one scale per row, both taking
 bfloat16 activations.
@@ -11,14 +11,13 @@ The bundled GGUF stores every linear layer as Q4_1: blocks of 32 values ``q * d 
 the de-quantised weights by each group's minimum and maximum therefore gives back the
 very same values (only the scales are rounded to bfloat16): the model is not made any
 coarser than the file it came from. The tied output head (Q8_0 in the file) becomes
-8-bit with one scale per row, a small extra rounding. Measured on the bundled model:
-perplexity on the README 70.9 (float32) and 70.9 (these weights), 26 -> 44 tokens/s.
+8-bit with one scale per row, a small extra rounding (``bench speed`` compares perplexity and
+speed with float32).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -83,19 +82,9 @@ class Int8Linear(SmallLinear):
         return torch.ops.aten._weight_int8pack_mm(flat, self.weight_int8, self.scales)
 
 
-def is_q4_1_gguf(path: Path) -> bool:
-    """Whether every linear layer of this GGUF is Q4_1 (what makes int4 a lossless re-pack)."""
-    from gguf import GGUFReader
-
-    layers = [t for t in GGUFReader(str(path)).tensors if t.name.startswith("blk.") and len(t.shape) == 2]
-    return bool(layers) and all(t.tensor_type.name == "Q4_1" for t in layers)
-
-
-def choose_weights(setting: str, from_q4_1: bool) -> str:
-    """Resolve ``auto``: int4 for a model read from a Q4_1 GGUF (lossless), float32 for anything else."""
-    if setting != "auto":
-        return setting
-    return "int4" if from_q4_1 else "float32"
+def choose_weights(setting: str) -> str:
+    """Resolve ``auto``: 4-bit weights for every model (for a Q4_1 GGUF they are exactly the file's own)."""
+    return "int4" if setting == "auto" else setting
 
 
 def kernels_work(weights: str) -> bool:
@@ -122,7 +111,7 @@ def quantize(model: Any, weights: str) -> int:
     swapped; one the kernels cannot take (no bias allowed, columns a multiple of the group
     size) keeps its float32 weights.
     """
-    from speakstream.decoder_layer import FusedDecoderLayer, can_fuse
+    from speakstream.llm.cpu.decoder_layer import FusedDecoderLayer, can_fuse
 
     if weights == "float32":
         return 0

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import re
 
-CODE_PHRASE = "There is a code example in the chat."
+# What a voice says in place of a code block, in the language it speaks (English otherwise).
+CODE_PHRASES = {
+    "en": "There is a code example in the chat.",
+    "de": "Im Chat steht ein Codebeispiel.",
+    "fr": "Il y a un exemple de code dans la conversation.",
+    "es": "Hay un ejemplo de código en el chat.",
+    "it": "C'è un esempio di codice nella chat.",
+}
+CODE_PHRASE = CODE_PHRASES["en"]
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -38,11 +46,9 @@ def is_speakable(text: str) -> bool:
 class SpeechCleaner:
     """Turns chunks of markdown into the text a voice should read."""
 
-    def __init__(self) -> None:
+    def __init__(self, language: str = "en") -> None:
         self._in_code = False
-
-    def reset(self) -> None:
-        self._in_code = False
+        self.code_phrase = CODE_PHRASES.get(language, CODE_PHRASE)
 
     def clean(self, chunk: str) -> str:
         """Spoken form of ``chunk``; an empty string when nothing in it should be spoken."""
@@ -50,7 +56,7 @@ class SpeechCleaner:
         for line in chunk.split("\n"):
             if _FENCE.match(line):
                 if not self._in_code:
-                    spoken_lines.append(CODE_PHRASE)
+                    spoken_lines.append(self.code_phrase)
                 self._in_code = not self._in_code
                 continue
             if not self._in_code:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speakstream.audio import wav_bytes
+from speakstream.audio.segments import wav_bytes
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable
 
 
-class ContentFilter:
+class WordFilter:
     """Whole words from ``words``, case-insensitive; empty means no filtering (the default)."""
 
     def __init__(self, words: Iterable[str]) -> None:
@@ -16,7 +16,7 @@ class ContentFilter:
         )
 
     @classmethod
-    def from_setting(cls, value: str) -> ContentFilter:
+    def from_setting(cls, value: str) -> WordFilter:
         """From a comma-separated list, as given by ``--blocked-words``."""
         return cls(value.split(","))
 

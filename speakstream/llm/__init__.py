@@ -1,0 +1,1 @@
+"""The language model: where its weights come from, loading it, streaming replies, the models users pick."""

@@ -1,0 +1,1 @@
+"""The page: its layout, its event handlers, the audio player, what the browser keeps."""

@@ -1,0 +1,84 @@
+"""What a browser keeps across page reloads (never the server): the conversation and the settings.
+
+Two encrypted entries in the browser's local storage (Gradio's ``BrowserState``, keyed by a
+secret made anew at each start): the conversation, written by a reply when it ends (and by
+Stop, Undo and Clear), and the settings, written when one changes. Restoring puts back only
+what this server can still use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from speakstream.llm.pool import ModelPool
+from speakstream.llm.sources import ModelLoadError
+from speakstream.text.conversation import content_text
+from speakstream.voices import VoiceSet
+
+History = list[dict[str, Any]]
+MAX_SAVED_MESSAGES = 100
+
+
+# Every control of the page a browser keeps across reloads, in page order, with the types a
+# saved value may have: the reply choices and whether the timing line shows.
+SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
+    "voice": str,
+    "speaking_rate": (int, float),
+    "text_only": bool,
+    "show_stats": bool,
+    "system_prompt": str,
+    "temperature": (int, float),
+    "top_p": (int, float),
+    "max_new_tokens": (int, float),
+    "repetition_penalty": (int, float),
+    "model": str,
+}
+
+
+def clear_chat() -> tuple[History, str, None, None, str, list[Any], dict[str, Any]]:
+    """Empty the conversation, the message box, both players, the stats line and what the browser saved.
+
+    The browser's storage is overwritten with empty values that Gradio still stores (it skips
+    ``None`` and ``""``).
+    """
+    return [], "", None, None, "", [], {}
+
+
+def remember_chat(history: History | None) -> list[dict[str, str]]:
+    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones."""
+    messages = [
+        {"role": item["role"], "content": content_text(item.get("content"))}
+        for item in history or []
+        if item.get("role") in ("user", "assistant")
+    ]
+    return messages[-MAX_SAVED_MESSAGES:]
+
+
+def remember_settings(*values: Any) -> dict[str, Any]:
+    """The settings this browser keeps across reloads, by name."""
+    return dict(zip(SAVED_CONTROLS, values, strict=True))
+
+
+def restore(voices: VoiceSet, models: ModelPool, chat: Any, chosen: Any) -> list[Any]:
+    """Put back what the browser saved; anything this server cannot use now is left as it is."""
+    history = [
+        {"role": item["role"], "content": item["content"]}
+        for item in (chat if isinstance(chat, list) else [])
+        if isinstance(item, dict) and item.get("role") in ("user", "assistant") and isinstance(item.get("content"), str)
+    ]
+    values = chosen if isinstance(chosen, dict) else {}
+    restored: list[Any] = [history or gr.skip()]
+    for name, kind in SAVED_CONTROLS.items():
+        value = values.get(name)
+        usable = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if usable and name == "voice":
+            usable = value in {key for _, key in voices.choices}
+        if usable and name == "model":
+            try:
+                models.check(value)
+            except ModelLoadError:
+                usable = False
+        restored.append(value if usable else gr.skip())
+    return restored

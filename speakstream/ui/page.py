@@ -1,0 +1,206 @@
+"""The Gradio Blocks page: chat, message box, Send / Stop / Retry / Undo / Clear, the player, settings.
+
+Every event is wired here to a handler of :mod:`speakstream.ui.handlers` (the chat event is
+published as ``/chat`` for ``gradio_client``); the player is :mod:`speakstream.ui.player`,
+what the browser keeps is :mod:`speakstream.ui.browser_storage`.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gradio as gr
+
+from speakstream.llm.sources import model_label
+from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
+from speakstream.ui.handlers import REPLY_CONTROLS, ChatApp, last_turn_removed, load_model, load_voice, supersede
+from speakstream.ui.player import CLEAR_JS, STOP_JS, player_component
+from speakstream.voices import VoiceSet
+
+EXAMPLE_PROMPTS = [
+    "What is the capital of France?",
+    "Explain in three sentences why the sky is blue.",
+    "Write a haiku about autumn.",
+    "Give me three tips for sleeping better, as a numbered list.",
+]
+
+
+def toggle_stats(show: bool) -> dict[str, Any]:
+    """Show or hide the per-reply timing line."""
+    return gr.update(visible=show)
+
+
+def voice_status(voices: VoiceSet) -> str:
+    """The line under the page that says which voice speaks, and why if it is not the usual one."""
+    voice = voices.get(None)
+    lines = [f"**Voice:** {voice.label}" if voice else "**Voice:** none (text only)"]
+    lines += [f"- {notice}" for notice in voices.notices]
+    return "\n".join(lines)
+
+
+def build_ui(app: ChatApp) -> gr.Blocks:
+    """The whole page, wired to ``app``; the caller launches it."""
+    settings = app.settings
+    source = app.models.default.source.origin if app.models.default.source else "not loaded"
+    # No usage analytics leave the server; Gradio's own temporary files are deleted once old enough.
+    age = settings.audio_file_max_age
+    with gr.Blocks(title="SpeakStream", delete_cache=(min(600, age), age), analytics_enabled=False) as demo:
+        gr.Markdown("# SpeakStream\nA chatbot that speaks its replies while it writes them.")
+        chatbot = gr.Chatbot(
+            label="Conversation",
+            height=420,
+            sanitize_html=True,
+            allow_tags=False,
+            buttons=["copy", "copy_all"],
+            elem_id="chat",
+        )
+        with gr.Row():
+            message = gr.Textbox(
+                label="Message",
+                placeholder="Type a message and press Enter",
+                scale=6,
+                min_width=200,
+                max_lines=6,
+                elem_id="message",
+            )
+            send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
+        with gr.Row():
+            # Narrow buttons, so the four stay on one line on a phone
+            stop = gr.Button("Stop", variant="stop", min_width=60, elem_id="stop")
+            retry = gr.Button("Retry", min_width=60, elem_id="retry")
+            undo = gr.Button("Undo", min_width=60, elem_id="undo")
+            clear = gr.Button("Clear", min_width=60, elem_id="clear")
+        gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
+        player = player_component(settings.player)
+        stats = gr.Markdown("", elem_id="stats")
+        with gr.Accordion("Voice and replay", open=False):
+            with gr.Row():
+                voice = gr.Dropdown(
+                    choices=app.voices.choices,
+                    value=app.voices.default,
+                    label="Voice",
+                    interactive=bool(app.voices.voices),
+                    elem_id="voice",
+                )
+                voice_status_line = gr.Markdown("", elem_id="voice-status")
+                speaking_rate = gr.Slider(
+                    0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate", min_width=200
+                )
+            with gr.Row():
+                text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
+                show_stats = gr.Checkbox(value=True, label="Show reply timings")
+            replay = gr.Audio(
+                label="Whole reply (replay or download)", interactive=False, buttons=["download"], elem_id="replay"
+            )
+        with gr.Accordion("Model settings", open=False):
+            model = gr.Dropdown(
+                choices=[(model_label(spec), spec) for spec in app.models.choices],
+                value=app.models.default_spec,
+                label="Model",
+                info="Loaded when picked, then shared by everyone"
+                + ("; type a Hugging Face model id for another one" if settings.allow_custom_models else ""),
+                allow_custom_value=settings.allow_custom_models,
+                elem_id="model",
+            )
+            model_status = gr.Markdown("", elem_id="model-status")
+            system_prompt = gr.Textbox(
+                value=settings.system_prompt,
+                label="System prompt",
+                placeholder="Empty: the model's own default",
+                lines=2,
+                elem_id="system-prompt",
+            )
+            with gr.Row():
+                temperature = gr.Slider(0.0, 1.5, value=settings.temperature, step=0.05, label="Temperature")
+                top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p")
+                max_new_tokens = gr.Slider(
+                    16, settings.max_new_tokens, value=settings.max_new_tokens, step=8, label="Max new tokens"
+                )
+                repetition_penalty = gr.Slider(
+                    1.0, 2.0, value=settings.repetition_penalty, step=0.05, label="Repetition penalty"
+                )
+        gr.Markdown(f"{voice_status(app.voices)}\n\n**Model:** {source}", elem_id="status")
+
+        session = gr.State({})
+        saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
+        saved_settings = gr.BrowserState(None, storage_key="speakstream-settings")
+        named = {
+            "voice": voice,
+            "speaking_rate": speaking_rate,
+            "text_only": text_only,
+            "show_stats": show_stats,
+            "system_prompt": system_prompt,
+            "temperature": temperature,
+            "top_p": top_p,
+            "max_new_tokens": max_new_tokens,
+            "repetition_penalty": repetition_penalty,
+            "model": model,
+        }
+        controls = [named[name] for name in SAVED_CONTROLS]
+        quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
+        # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
+        # A new message first stops this session's running reply (a quick step), then waits for a
+        # place; a message sent while a reply runs is taken, never dropped ("multiple").
+        reply: dict[str, Any] = {
+            "fn": app.chat,
+            "inputs": [message, chatbot, *(named[name] for name in REPLY_CONTROLS), session],
+            "outputs": [message, chatbot, player, replay, stats, saved_chat],
+            "concurrency_limit": settings.concurrency_limit,
+            "concurrency_id": "reply",
+            "trigger_mode": "multiple",
+            "show_progress_on": [chatbot],  # not on the player: its controls stay usable
+        }
+        new_message: dict[str, Any] = {
+            "fn": supersede,
+            "inputs": [session],
+            "js": STOP_JS,
+            "trigger_mode": "multiple",
+            **quick,
+        }
+        keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}
+        submitted = message.submit(**new_message).then(api_name="chat", **reply)
+        clicked = send.click(**new_message).then(api_visibility="private", **reply)
+        retried = (
+            retry.click(**new_message)
+            .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)
+            .then(api_visibility="private", **reply)
+        )
+        replies = [submitted, clicked, retried]
+        undo.click(
+            last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, cancels=replies, **quick
+        ).then(**keep_chat)
+        show_stats.change(toggle_stats, inputs=[show_stats], outputs=[stats], **quick)
+        stop.click(None, js=STOP_JS, cancels=replies, **quick).then(**keep_chat)
+        # Our Clear button and the chat's own trash icon do the same
+        gr.on(
+            [clear.click, chatbot.clear],
+            clear_chat,
+            outputs=[chatbot, message, player, replay, stats, saved_chat, saved_settings],
+            js=CLEAR_JS,
+            cancels=replies,
+            **quick,
+        )
+        model.change(functools.partial(load_model, app), inputs=[model], outputs=[model_status], **quick)
+        voice.change(functools.partial(load_voice, app), inputs=[voice], outputs=[voice_status_line], **quick)
+        # Saved when a setting changes (restoring them saves what was saved: the same values).
+        gr.on(
+            [control.change for control in controls],
+            remember_settings,
+            inputs=controls,
+            outputs=[saved_settings],
+            trigger_mode="always_last",
+            **quick,
+        )
+        # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
+        demo.load(
+            functools.partial(restore, app.voices, app.models),
+            inputs=[saved_chat, saved_settings],
+            outputs=[chatbot, *controls],
+            **quick,
+        ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
+    demo.queue(max_size=settings.queue_size)
+    # Gradio's queue has no public size; read it where Gradio keeps it (gradio pinned; tests/test_served_rules.py).
+    app.metrics.replies_waiting.set_function(lambda: len(demo._queue))
+    app.metrics.models_loaded.set_function(lambda: len(app.models.loaded))
+    return demo

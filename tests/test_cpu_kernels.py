@@ -1,0 +1,122 @@
+"""The CPU path behind ``--cpu-kernels``: what it relies on in torch and transformers is checked
+here, so an upgrade that changes it fails these tests instead of quietly making replies slower
+or different; and ``off`` runs on plain transformers."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from speakstream.llm.cpu import FastKernels, PlainTransformers, cpu_kernels
+from speakstream.llm.cpu.kv_cache import GrowingLayer
+from speakstream.llm.cpu.quantize import SmallLinear, kernels_work
+from speakstream.llm.cpu.sampler import TopKTopPSampler
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.sources import ModelSource
+from speakstream.settings import Settings
+
+from tiny_llama import tiny_llama
+
+
+@pytest.mark.parametrize("weights", ["int4", "int8"])
+def test_this_torch_has_the_kernels_the_fast_path_multiplies_with(weights: str) -> None:
+    """They are private torch operators (torch is pinned): gone or changed, this fails."""
+    assert kernels_work(weights)
+
+
+def test_transformers_applies_the_repetition_penalty_before_our_sampler_draws() -> None:
+    """The sampler must see the penalised scores; were the order to change, replies would repeat."""
+    seen: list[torch.Tensor] = []
+
+    class Watching(TopKTopPSampler):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+            seen.append(scores.clone())
+            return super().__call__(input_ids, scores)
+
+    torch.manual_seed(0)
+    model = tiny_llama().eval()
+    prompt = torch.tensor([[5, 6, 7, 5]])
+    raw = model(input_ids=prompt).logits[0, -1]
+    with torch.inference_mode():
+        model.generate(
+            input_ids=prompt,
+            max_new_tokens=1,
+            do_sample=False,
+            repetition_penalty=2.0,
+            logits_processor=[Watching(1.0, 1.0)],
+            pad_token_id=0,
+        )
+    expected = raw.clone()
+    for token in (5, 6, 7):
+        expected[token] = expected[token] / 2.0 if expected[token] > 0 else expected[token] * 2.0
+    assert torch.allclose(seen[0][0], expected, atol=1e-4)
+
+
+def test_the_switch_names_one_path_or_the_other() -> None:
+    assert isinstance(cpu_kernels("auto"), FastKernels) and isinstance(cpu_kernels("off"), PlainTransformers)
+    assert PlainTransformers().sampling(0.5, 0.9, None) == {
+        "do_sample": True,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "top_k": 50,
+    }
+    assert FastKernels().sampling(0.0, 0.9, 1) == {"do_sample": False} == PlainTransformers().sampling(0.0, 0.9, 1)
+
+
+@pytest.mark.slow
+def test_with_the_switch_off_the_bundled_model_runs_on_plain_transformers(
+    settings: Settings, bundled_gguf: Path
+) -> None:
+    plain = Settings(seed=7, cpu_kernels="off", model_cache=settings.model_cache)
+    model = LanguageModel(plain).load(ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)"))
+    assert model.weights == "float32"
+    assert not any(isinstance(module, SmallLinear) for module in model._model.modules())
+    cache = model.kernels.new_cache(model._model.config)
+    assert type(cache) is DynamicCache and not any(isinstance(layer, GrowingLayer) for layer in cache.layers)
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    sampling = Sampling.from_settings(plain)
+    assert "Paris" in "".join(model.stream_reply(france, threading.Event(), sampling))
+    again = "".join(model.stream_reply(france, threading.Event(), sampling))  # the prompt cache on plain caches
+    assert "Paris" in again and model.prompt_cache is not None and model.prompt_cache.hits >= 1
+
+
+def generated_by_transformers(model: LanguageModel, messages: list[dict], sampling: Sampling) -> str:
+    """The reply transformers' own ``generate()`` writes with the same sampler, penalty and cache."""
+    tokenizer, net = model._tokenizer, model._model
+    prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.inference_mode():
+        written = net.generate(
+            input_ids=prompt["input_ids"],
+            attention_mask=prompt["attention_mask"],
+            max_new_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,
+            cache=model.kernels.new_cache(net.config),
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            **FastKernels().sampling(sampling.temperature, sampling.top_p, sampling.seed),
+        )
+    return tokenizer.decode(written[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def uncached(settings: Settings, bundled_gguf: Path) -> LanguageModel:
+    """The bundled model without the prompt cache (its split reading of a prompt is compared elsewhere)."""
+    plain = Settings(prompt_cache_tokens=0, model_cache=settings.model_cache)
+    return LanguageModel(plain).load(ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("question", "seed", "temperature"),
+    [("What is the capital of France?", 3, 0.2), ("Write a haiku about autumn.", 11, 0.8), ("Hi!", 5, 0.0)],
+)
+def test_the_fast_decoding_loop_writes_what_generate_writes(
+    uncached: LanguageModel, question: str, seed: int, temperature: float
+) -> None:
+    messages = [{"role": "user", "content": question}]
+    sampling = Sampling(temperature, 0.9, 1.15, 48, seed)
+    ours = "".join(uncached.stream_reply(messages, threading.Event(), sampling))
+    assert ours == generated_by_transformers(uncached, messages, sampling)
