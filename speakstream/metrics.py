@@ -1,7 +1,7 @@
 """What an operator sees of a running server: Prometheus metrics at ``/metrics``, counts only.
 
 Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
-place; first audio and decoding speed; models loaded. Never any text of a conversation.
+place; first audio and decoding speed; models loaded; voices waiting for a core. Never any text of a conversation.
 Each app has a registry of its own (tests run several apps in one process).
 """
 
@@ -12,9 +12,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-REFUSALS = ("empty", "too_long", "blocked_word", "rate_limit", "model_refused", "model_loading", "queue_full")
+# (A full queue is refused by Gradio before any of our code runs: watch replies_waiting instead.)
+REFUSALS = ("empty", "too_long", "blocked_word", "rate_limit", "model_refused", "model_loading")
 ENDINGS = ("completed", "stopped", "failed")
-CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
 class Metrics:
@@ -34,6 +34,11 @@ class Metrics:
             "speakstream_replies_waiting", "Messages waiting in the queue for a reply's place", registry=self.registry
         )
         self.models_loaded = Gauge("speakstream_models_loaded", "Language models in memory", registry=self.registry)
+        self.voices_waiting = Gauge(
+            "speakstream_voices_waiting_for_a_core",
+            "Voices waiting for a CPU core (often non-zero: the machine is short of cores)",
+            registry=self.registry,
+        )
         self.first_audio = Histogram(
             "speakstream_first_audio_seconds",
             "Seconds from a reply's start to its first audio",
@@ -65,6 +70,6 @@ def serve_metrics(app: Any, metrics: Metrics) -> None:
     from fastapi.routing import APIRoute
 
     def scrape() -> Response:
-        return Response(metrics.text(), media_type=CONTENT_TYPE)
+        return Response(metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     app.router.routes.insert(0, APIRoute("/metrics", scrape, methods=["GET"], include_in_schema=False))

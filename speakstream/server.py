@@ -19,7 +19,7 @@ from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.settings import Settings, load_settings
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
-from speakstream.torch_threads import CoreBudget
+from speakstream.torch_threads import CoreBudget, machine_cores
 from speakstream.ui.ffmpeg import ensure_ffmpeg
 from speakstream.ui.handlers import ChatApp
 from speakstream.ui.page import build_ui
@@ -50,8 +50,10 @@ def assemble(
     ``replays``: where whole replies' audio goes (None: to Gradio as samples); ``load``: how the
     model pool loads a model a user picks (default: from its source).
     """
-    word_filter = WordFilter.from_setting(settings.blocked_words)
-    cores = CoreBudget(settings.threads, settings.share_cores)
+    word_filter = WordFilter(settings.blocked_word_list)
+    cores = CoreBudget(machine_cores(), settings.threads, settings.share_cores)
+    metrics = Metrics()
+    metrics.voices_waiting.set_function(lambda: cores.voices_waiting)
     return ChatApp(
         pipeline=ReplyPipeline(settings, voices, word_filter, cores),
         models=ModelPool(settings, model, load),
@@ -59,7 +61,7 @@ def assemble(
         word_filter=word_filter,
         settings=settings,
         limits=RateLimits(settings.rate_limit, settings.rate_window),
-        metrics=Metrics(),
+        metrics=metrics,
         replays=replays,
     )
 
@@ -73,14 +75,16 @@ def start(app: ChatApp, **launch: Any) -> gr.Blocks:
 
 
 def download_models(settings: Settings) -> int:
-    """Fetch and cache every default model and voice, then return (for image builds and offline prep)."""
+    """Fetch and cache the start-up model, the listed models and the voices, then return (for
+    image builds and offline prep); exits non-zero when any could not be fetched."""
     failures = 0
-    try:
-        source = resolve_model_source(settings.llm, bundled=lambda: None)
-        log.info("Language model ready: %s", source.origin)
-    except ModelLoadError as error:
-        log.error("%s", error)
-        failures += 1
+    for spec in dict.fromkeys([settings.llm, *settings.model_names]):
+        try:
+            source = resolve_model_source(spec, bundled=lambda: None)
+            log.info("Language model ready: %s", source.origin)
+        except ModelLoadError as error:
+            log.error("%s", error)
+            failures += 1
     voices = load_voices(settings)
     for notice in voices.notices:
         log.error("%s", notice)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from speakstream.torch_threads import machine_cores
 
 DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
@@ -111,9 +114,11 @@ class Settings:
         "Tokens of prompt beginnings (the system turn, earlier turns) kept so later replies start without "
         "re-reading them (0: off).",
     )
-    torch_threads: int = _opt(0, "Threads torch uses for the model (0: one per core, up to 2).")
+    torch_threads: int = _opt(0, "Most threads torch uses for one reply's model (0: one per core, up to 2).")
     share_cores: bool = _opt(
-        True, "While a voice synthesizes, torch runs on one thread fewer, leaving the voice a core of its own."
+        True,
+        "Replies and voices share the machine's cores: a voice speaking gets a core of its own, "
+        "replies running at once split the rest (off: each reply always uses --torch-threads).",
     )
     model_cache: Path | None = _opt(
         None,
@@ -145,9 +150,7 @@ class Settings:
     )
     tts_vocoder: str = _opt("", "Coqui vocoder: a name or local folder (empty: the model's default vocoder).")
     speaking_rate: float = _opt(1.0, "Speaking rate: above 1 speaks faster, below 1 slower.")
-    tts_threads: int = _opt(
-        1, "Threads for the Piper voice (onnxruntime). Coqui voices share torch's threads with the model."
-    )
+    tts_threads: int = _opt(1, "Threads for a Piper voice (onnxruntime); a Coqui voice speaks on one torch thread.")
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
     player: str = _opt(
         "webaudio",
@@ -198,8 +201,22 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        """Torch threads to use: the setting, or one per core capped at 2."""
-        return self.torch_threads or max(1, min(2, os.cpu_count() or 1))
+        """Torch threads one reply's model runs on: the setting, or one per core capped at 2."""
+        return self.torch_threads or min(2, machine_cores())
+
+    @property
+    def voice_names(self) -> list[str]:
+        """The Piper voices ``--voices`` offers."""
+        return comma_list(self.voices)
+
+    @property
+    def model_names(self) -> list[str]:
+        """The models ``--model-choices`` lists."""
+        return comma_list(self.model_choices)
+
+    @property
+    def blocked_word_list(self) -> list[str]:
+        return comma_list(self.blocked_words)
 
     @property
     def model_cache_dir(self) -> Path:
@@ -237,6 +254,11 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 
 
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated setting, without blanks."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
 def problems(settings: Settings) -> list[str]:
     """What is wrong with ``settings``, one line each naming the flag (empty: nothing)."""
     found = []
@@ -245,6 +267,9 @@ def problems(settings: Settings) -> list[str]:
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             found.append(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
+        if isinstance(value, float) and not math.isfinite(value):
+            found.append(f"{flag} must be a number (got {value})")
+            continue
         low, high = RANGES.get(f.name, (None, None))
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
@@ -258,8 +283,7 @@ def problems(settings: Settings) -> list[str]:
         found.append(f"--weights {settings.weights} needs --cpu-kernels auto (off keeps transformers' float32)")
     if settings.llm_endpoint and not settings.llm_endpoint.startswith(("http://", "https://")):
         found.append(f"--llm-endpoint must be an http:// or https:// address (got {settings.llm_endpoint!r})")
-    offered = [name.strip() for name in settings.voices.split(",") if name.strip()]
-    if settings.voice not in ("auto", "glow-tts", "piper", *offered):
+    if settings.voice not in ("auto", "glow-tts", "piper", *settings.voice_names):
         found.append(f"--voice must be auto, glow-tts, piper or one of --voices (got {settings.voice!r})")
     if not settings.llm.strip():
         found.append("--llm must name a model (a hub id, a folder or a .gguf file)")

@@ -15,6 +15,7 @@ while others generate and voices speak: :class:`CoreBudget`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -42,6 +43,14 @@ def in_passing_thread(work: Callable[[], T], name: str = "speakstream-load") -> 
     return result[0]
 
 
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class CoreBudget:
     """The machine's cores, shared by every reply's model thread and every voice speaking, so that
     together they never run more threads than there are cores.
@@ -51,12 +60,16 @@ class CoreBudget:
     voices hold every core, model threads wait at their next token until one is free. A model
     thread that is pausing (:meth:`resting`) holds no core. torch's OpenMP thread count belongs
     to each thread (another thread setting it changes nothing for a thread already running),
-    so each model thread sets its own in :meth:`follow`. With ``share=False`` model threads
-    always use every core and voices never wait (the behaviour before sharing).
+    so each model thread sets its own in :meth:`follow`. No model thread runs more than
+    ``per_model`` threads (``--threads``: small models decode no faster on more), so on a big
+    machine several replies run side by side without sharing at all. With ``share=False``
+    model threads always run ``per_model`` threads and voices never wait (the behaviour
+    before sharing).
     """
 
-    def __init__(self, cores: int, share: bool = True) -> None:
+    def __init__(self, cores: int, per_model: int | None = None, share: bool = True) -> None:
         self.cores = max(1, cores)
+        self.per_model = max(1, per_model or self.cores)
         self.share = share
         self._speaking = 0
         self._waiting_voices = 0
@@ -79,20 +92,23 @@ class CoreBudget:
 
     def _share(self, me: int) -> int:
         """Threads model thread ``me`` may run now: the cores no voice holds or waits for, shared
-        fairly among the model threads (call with the lock held)."""
+        fairly among the model threads, at most ``per_model`` (call with the lock held).
+
+        A core that does not divide evenly goes to the reply that started first, so it ends first.
+        """
         if not self.share:
-            return self.cores
+            return self.per_model
         free = self.cores - self._speaking - self._waiting_voices
         if free <= 0 or me not in self._models:
-            return max(free, 0)
-        models = sorted(self._models)
+            return min(max(free, 0), self.per_model)
+        models = list(self._models)  # in the order they started
         base, extra = divmod(free, len(models))
-        return base + (1 if models.index(me) < extra else 0)
+        return min(self.per_model, base + (1 if models.index(me) < extra else 0))
 
     def _room(self, me: int) -> int:
         """Model thread ``me``'s share, as far as the others have already given cores up (lock held)."""
         if not self.share:
-            return self.cores
+            return self.per_model
         others = sum(threads for thread, threads in self._models.items() if thread != me)
         return min(self._share(me), self.cores - self._speaking - others)
 
@@ -140,6 +156,17 @@ class CoreBudget:
             with self._changed:
                 self._speaking -= 1
                 self._changed.notify_all()
+
+    @property
+    def voices_waiting(self) -> int:
+        """Voices waiting for a core (each model gives one up at its next token)."""
+        with self._changed:
+            return self._waiting_voices
+
+    @property
+    def voices_speaking(self) -> int:
+        with self._changed:
+            return self._speaking
 
     @property
     def in_use(self) -> int:

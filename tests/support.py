@@ -43,6 +43,14 @@ def wait_until(condition: Callable[[], object], timeout: float = WAIT_SECONDS, i
 PIRATE_WORDS = {"pirate", "pirates", "ship", "sea", "captain", "arr", "arrr", "treasure", "sail", "sailing"}
 
 
+def own_openmp_threads() -> int:
+    """The calling thread's own OpenMP thread count, as OpenMP itself reports it."""
+    import torch
+
+    info = torch.__config__.parallel_info()
+    return int(info.split("omp_get_max_threads() :")[1].split()[0])
+
+
 def words(text: str) -> set[str]:
     """The words of ``text``, lower-case (so "ship" is not found in "relationship")."""
     return set(re.findall(r"[a-z']+", text.lower()))

@@ -139,20 +139,21 @@ def test_garbage_on_the_wire_is_answered_with_an_error_status(server: ScriptedSe
 
 
 @pytest.mark.parametrize(
-    ("model", "why"),
+    ("model", "kind"),
     [
-        ("/etc", "not a Hugging Face model id"),
-        ("../../models", "not a Hugging Face model id"),
-        ("speakstream/..", "not a Hugging Face model id"),
-        ("a" * 10_000 + "/b", "not a Hugging Face model id"),
-        ("nobody-here/no-such-model-at-all", "Could not get"),
+        ("/etc", "path"),
+        ("../../models", "path"),
+        ("speakstream/..", "path"),
+        ("a" * 10_000 + "/b", "path"),
+        ("nobody-here/no-such-model-at-all", "hub id"),
     ],
 )
 def test_a_model_that_is_a_path_huge_or_missing_is_refused_and_never_loaded(
-    server: ScriptedServer, model: str, why: str
+    server: ScriptedServer, model: str, kind: str
 ) -> None:
+    """(What each refusal says is tested on the handlers: tests/test_model_pool.py.)"""
     assert final_chat(submit(server, "Hi", model=model)) == []
-    if why == "Could not get":  # a real hub id: its load starts, fails offline, and says why
+    if kind == "hub id":  # its load starts, fails offline, and is refused from then on
         assert wait_until(
             lambda: final_chat(submit(server, "Hi", model=model)) == [] and refusals(server, "model_refused")
         )
@@ -202,10 +203,10 @@ def test_a_client_that_disconnects_mid_reply_stops_it_and_frees_its_threads(serv
     job = submit(server, "Tell me a story")
     assert wait_until(lambda: "token 2" in server.events.items)
     job.cancel()  # the reply is stuck at token 3: it is stopped anyway
-    server.events.add("gone")
+    assert wait_until(lambda: counted(server)["speakstream_replies_ended_total{outcome=stopped}"] == 1)
+    server.events.add("gone")  # the model is let go only once the server knows the client left
     server.events.wait_for("stopped")
     assert wait_until(lambda: not generation_threads())
-    assert wait_until(lambda: counted(server)["speakstream_replies_ended_total{outcome=stopped}"] == 1)
     server.model.before_token = None
     still_serving(server)
 
@@ -218,3 +219,4 @@ def test_the_metrics_count_and_never_show_what_was_said(server: ScriptedServer) 
     assert metrics["speakstream_replies_started_total"] == 1
     assert metrics["speakstream_replies_ended_total{outcome=completed}"] == 1
     assert metrics["speakstream_tokens_per_second_count"] == 1 and metrics["speakstream_models_loaded"] == 1
+    assert metrics["speakstream_voices_waiting_for_a_core"] == 0, "nothing speaks now"

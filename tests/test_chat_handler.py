@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.text.conversation import content_text
 from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ReplyChoices, load_model, respond, supersede
+from speakstream.ui.page import PICKS_AT_ONCE, build_ui
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
@@ -175,13 +177,14 @@ def test_a_picked_model_loads_on_its_own_and_a_message_sent_meanwhile_stays_in_t
     events = Events()
 
     def load(spec: str) -> ScriptedModel:
+        events.add(f"loading {spec}")
         events.wait_for("message refused")
         return ScriptedModel("Bonjour!", name=spec.rsplit("/", 1)[-1])
 
     handlers = app(load=load, model_choices="test/other-model")
     picked = ReplyChoices(text_only=True, model="test/other-model")
     status = load_model(handlers, "test/other-model")
-    assert next(status).startswith("Loading other-model… 0 s")
+    assert next(status).startswith("Loading other-model… ")
     with pytest.warns(UserWarning, match="still loading"):
         refused = list(respond(handlers, "Hi", [], picked))
     assert len(refused) == 1 and not isinstance(refused[0][0], str), "the message stays in the box"
@@ -189,7 +192,7 @@ def test_a_picked_model_loads_on_its_own_and_a_message_sent_meanwhile_stays_in_t
     assert list(status)[-1] == "other-model is ready."
     outputs = list(respond(handlers, "Hi", [], picked))
     assert shown(outputs[-1]) == "Bonjour!" and outputs[-1][4].endswith("model other-model")
-    assert handlers.models.loads == 1
+    assert events.items.count("loading test/other-model") == 1
 
 
 def test_a_new_message_stops_the_running_reply_before_it_waits_for_a_place() -> None:
@@ -207,3 +210,16 @@ def test_a_new_message_stops_the_running_reply_before_it_waits_for_a_place() -> 
     events.wait_for("stopped")
     assert model.written == 3
     supersede({})  # nothing running: nothing to do
+
+
+def test_events_that_wait_for_a_reply_or_a_load_take_bounded_places_and_the_rest_never_wait() -> None:
+    """Gradio runs each step of every event on one shared pool of worker threads: a flood of
+    picks must not take the places replies need."""
+    limits = {}
+    for event in build_ui(app(concurrency_limit=3)).fns.values():
+        handler = event.fn.func if isinstance(event.fn, functools.partial) else event.fn
+        if handler is not None:
+            limits[handler.__name__] = (event.concurrency_limit, event.concurrency_id)
+    assert limits["chat"] == (3, "reply")
+    assert limits["load_model"][0] == limits["load_voice"][0] == PICKS_AT_ONCE
+    assert limits["load_model"][1] != limits["load_voice"][1], "a slow model load never holds up a voice"

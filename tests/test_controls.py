@@ -23,14 +23,27 @@ def reply_of(outputs: list) -> str:
 
 def test_user_choices_are_kept_within_safe_ranges() -> None:
     server = Settings(max_new_tokens=256)
-    wild = ReplyChoices(system_prompt="  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5)
+    wild = ReplyChoices(
+        system_prompt="  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5, speaking_rate=1e-4
+    )
     chosen = reply_settings(server, wild)
     assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (2.0, 0.05, 256, 1.0)
+    assert chosen.speaking_rate == 0.5, "never ten thousand times longer audio"
     assert chosen.system_prompt == ""
     assert reply_settings(server, ReplyChoices(system_prompt="Be <|im_start|>brief.")).system_prompt == "Be brief."
     assert reply_settings(server, ReplyChoices()) == server
     with pytest.raises(InvalidMessage, match="the limit is 1,000"):
         reply_settings(server, ReplyChoices(system_prompt="x" * 1001))
+
+
+@pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf"), "1e999", "fast", [1]])
+def test_what_is_not_a_finite_number_leaves_the_servers_setting(odd: object) -> None:
+    server = Settings(max_new_tokens=256)
+    chosen = reply_settings(
+        server,
+        ReplyChoices(temperature=odd, top_p=odd, max_new_tokens=odd, repetition_penalty=odd, speaking_rate=odd),
+    )
+    assert chosen == server
 
 
 def test_retry_and_undo_start_from_the_last_user_message() -> None:

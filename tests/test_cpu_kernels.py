@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from speakstream.llm.cpu import FastKernels, PlainTransformers, cpu_kernels
 from speakstream.llm.cpu.kv_cache import GrowingLayer
@@ -22,6 +22,27 @@ from speakstream.settings import Settings
 from tiny_llama import tiny_llama
 
 
+class DrawingProcessor(LogitsProcessor):
+    """Our sampler inside transformers' ``generate()``: run last (after the repetition penalty),
+    it leaves only the drawn token standing, so greedy search picks it. The reference our own
+    decoding loop is compared with."""
+
+    def __init__(self, sampler: TopKTopPSampler) -> None:
+        self.sampler = sampler
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(scores, -float("inf")).scatter_(-1, self.sampler.draw(scores), 0.0)
+
+
+def drawing_with_our_sampler(sampling: Sampling) -> dict:
+    """``generate()`` arguments that draw as our decoding loop does (greedy at temperature 0)."""
+    if sampling.temperature <= 0:
+        return {"do_sample": False}
+    generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
+    sampler = TopKTopPSampler(sampling.temperature, sampling.top_p, generator=generator)
+    return {"do_sample": False, "logits_processor": LogitsProcessorList([DrawingProcessor(sampler)])}
+
+
 @pytest.mark.parametrize("weights", ["int4", "int8"])
 def test_this_torch_has_the_kernels_the_fast_path_multiplies_with(weights: str) -> None:
     """They are private torch operators (torch is pinned): gone or changed, this fails."""
@@ -29,10 +50,10 @@ def test_this_torch_has_the_kernels_the_fast_path_multiplies_with(weights: str) 
 
 
 def test_transformers_applies_the_repetition_penalty_before_our_sampler_draws() -> None:
-    """The sampler must see the penalised scores; were the order to change, replies would repeat."""
+    """The reference below relies on it: the sampler must see the penalised scores, as in our loop."""
     seen: list[torch.Tensor] = []
 
-    class Watching(TopKTopPSampler):
+    class Watching(DrawingProcessor):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
             seen.append(scores.clone())
             return super().__call__(input_ids, scores)
@@ -47,7 +68,7 @@ def test_transformers_applies_the_repetition_penalty_before_our_sampler_draws() 
             max_new_tokens=1,
             do_sample=False,
             repetition_penalty=2.0,
-            logits_processor=[Watching(1.0, 1.0)],
+            logits_processor=[Watching(TopKTopPSampler(1.0, 1.0))],
             pad_token_id=0,
         )
     expected = raw.clone()
@@ -64,7 +85,7 @@ def test_the_switch_names_one_path_or_the_other() -> None:
         "top_p": 0.9,
         "top_k": 50,
     }
-    assert FastKernels().sampling(0.0, 0.9, 1) == {"do_sample": False} == PlainTransformers().sampling(0.0, 0.9, 1)
+    assert PlainTransformers().sampling(0.0, 0.9, 1) == {"do_sample": False}
 
 
 @pytest.mark.slow
@@ -96,7 +117,7 @@ def generated_by_transformers(model: LanguageModel, messages: list[dict], sampli
             repetition_penalty=sampling.repetition_penalty,
             cache=model.kernels.new_cache(net.config),
             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
-            **FastKernels().sampling(sampling.temperature, sampling.top_p, sampling.seed),
+            **drawing_with_our_sampler(sampling),
         )
     return tokenizer.decode(written[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
 
@@ -120,3 +141,24 @@ def test_the_fast_decoding_loop_writes_what_generate_writes(
     sampling = Sampling(temperature, 0.9, 1.15, 48, seed)
     ours = "".join(uncached.stream_reply(messages, threading.Event(), sampling))
     assert ours == generated_by_transformers(uncached, messages, sampling)
+
+
+@pytest.mark.slow
+def test_the_shrunk_model_is_kept_so_the_next_start_skips_shrinking_and_answers_the_same(
+    bundled_gguf: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    chosen = Settings(model_cache=tmp_path, prompt_cache_tokens=0)
+    source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
+    first = LanguageModel(chosen).load(source)
+    kept = list((tmp_path / "packed").glob("*-int4-*.pt"))
+    assert len(kept) == 1 and first.weights == "int4"
+    caplog.set_level("INFO")
+    again = LanguageModel(chosen).load(source)
+    assert "kept from an earlier start" in caplog.text and again.weights == "int4"
+    france = [{"role": "user", "content": "What is the capital of France?"}]
+    sampling = Sampling(0.5, 0.9, 1.15, 32, 4)
+    assert "".join(again.stream_reply(france, threading.Event(), sampling)) == "".join(
+        first.stream_reply(france, threading.Event(), sampling)
+    )
+    kept[0].write_bytes(b"not a model")  # a broken copy is rebuilt, never fatal
+    assert LanguageModel(chosen).load(source).weights == "int4"

@@ -134,8 +134,17 @@ def test_a_server_that_is_down_is_a_clear_message_at_start_and_in_a_reply() -> N
     with pytest.raises(ModelLoadError, match=f"Could not reach the model server at {url}"):
         served(url)
     model = EndpointModel(Settings(llm_endpoint=url, llm_endpoint_timeout=1))
-    with pytest.raises(EndpointError, match="could not be reached"):
+    with pytest.raises(EndpointError, match="could not be reached") as failed:
         list(model.stream_reply(FRANCE, threading.Event(), SAMPLING))
+    assert "127.0.0.1" not in str(failed.value), "users never read the server's address"
+
+
+def test_a_stopped_reply_is_not_asked_for_again(server: FakeModelServer) -> None:
+    server.plan = [([], "drop"), (["Paris."], "done")]
+    stop = threading.Event()
+    stop.set()
+    assert list(served(server.url).stream_reply(FRANCE, stop, SAMPLING)) == []
+    assert len(server.requests) == 1
 
 
 def test_the_api_key_is_sent_and_never_shown() -> None:

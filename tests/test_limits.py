@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from speakstream.settings import Settings
 from speakstream.text.limits import RateLimiter
 from speakstream.text.word_filter import WordFilter
 
@@ -28,12 +29,12 @@ def test_zero_means_no_limit() -> None:
 
 
 def test_the_word_list_is_off_by_default() -> None:
-    words = WordFilter.from_setting("")
+    words = WordFilter(Settings().blocked_word_list)
     assert not words.blocks("anything at all") and words.mask("anything") == "anything"
 
 
 def test_listed_words_are_found_as_whole_words_in_any_case() -> None:
-    words = WordFilter.from_setting("darn, heck ,")
+    words = WordFilter(Settings(blocked_words="darn, heck ,").blocked_word_list)
     assert words.blocks("Oh DARN it")
     assert not words.blocks("darnit, checkered")
     assert words.mask("Heck, darn! and darnit") == "****, ****! and darnit"

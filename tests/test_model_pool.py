@@ -8,12 +8,15 @@ other names, through the same code as any model a user picks.
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from speakstream.llm.model import LanguageModel
-from speakstream.llm.pool import ModelBusy, ModelPool
+from speakstream.llm.pool import RETRY_AFTER_SECONDS, ModelBusy, ModelPool
 from speakstream.llm.sources import ModelLoadError
 from speakstream.server import assemble
 from speakstream.settings import DEFAULT_LLM, Settings
@@ -71,7 +74,7 @@ def test_a_model_many_users_ask_for_at_once_loads_once() -> None:
     loader.events.add("finish a/a")
     got = [ask.result(timeout=30) for ask in asks]
     assert got[0] is got[1] is got[2] and pool.request("a/a").result() is got[0]
-    assert loader.calls == ["a/a"] and pool.loads == 1
+    assert loader.calls == ["a/a"]
 
 
 @pytest.fixture
@@ -87,7 +90,6 @@ def test_beyond_the_bound_the_least_recently_used_idle_model_is_unloaded(full_po
     full_pool.request(DEFAULT_LLM).result()  # the start-up model is used again: a is now the oldest
     full_pool.request("b/b").result(timeout=30)
     assert full_pool.loaded == [DEFAULT_LLM, "b/b"]
-    assert full_pool.loads == 2
 
 
 def test_an_unloaded_model_is_loaded_again_when_asked_for(full_pool: ModelPool) -> None:
@@ -137,18 +139,44 @@ def test_users_may_pick_listed_models_and_only_with_permission_other_hub_ids_nev
             pool.check(path)
 
 
-def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypatch: pytest.MonkeyPatch) -> None:
-    downloads: list[str] = []
+def fake_hub(monkeypatch: pytest.MonkeyPatch, files: dict[str, int], sha: str = "c0ffee") -> list[tuple[str, Any]]:
+    """The hub's metadata for one model with ``files`` (name: bytes); returns the downloads asked for."""
+    siblings = [SimpleNamespace(rfilename=name, size=size) for name, size in files.items()]
     monkeypatch.setattr(
-        "speakstream.llm.pool.download_from_hub",
-        lambda repo, local_files_only: downloads.append(repo) or (_ for _ in ()).throw(OSError("not cached")),
+        "huggingface_hub.HfApi.model_info", lambda self, repo, **_: SimpleNamespace(siblings=siblings, sha=sha)
     )
+    downloads: list[tuple[str, Any]] = []
+
+    def download(repo: str, *, local_files_only: bool, revision: str | None = None) -> str:
+        downloads.append((repo, revision))
+        raise OSError("not cached" if local_files_only else "offline")
+
+    monkeypatch.setattr("speakstream.llm.pool.download_from_hub", download)
+    return downloads
+
+
+def test_a_hub_model_over_the_size_limit_is_refused_before_downloading(monkeypatch: pytest.MonkeyPatch) -> None:
+    downloads = fake_hub(monkeypatch, {"model.safetensors": 70 * 10**9, "config.json": 700})
     settings = dataclasses.replace(Settings(), allow_custom_models=True, max_model_size_gb=1.0)
-    pool = ModelPool(settings, ScriptedModel(name="default"), weights_bytes=lambda repo: 70 * 10**9)
+    pool = ModelPool(settings, ScriptedModel(name="default"))
     with pytest.raises(ModelLoadError, match=r"70.0 GB, more than this server's limit of 1 GB"):
         pool.request("someone/huge-model").result(timeout=30)
-    assert downloads == ["someone/huge-model"], "only the local cache was looked at"
+    assert downloads == [("someone/huge-model", None)], "only the local cache was looked at"
     assert pool.loaded == [DEFAULT_LLM]
+
+
+def test_the_size_limit_counts_every_file_a_download_takes_and_the_download_is_of_the_commit_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = dataclasses.replace(Settings(), allow_custom_models=True, max_model_size_gb=1.0)
+    pool = ModelPool(settings, ScriptedModel(name="default"))
+    fake_hub(monkeypatch, {"model.safetensors": 10**8, "tokenizer.json": 2 * 10**9, "README.md": 10**12})
+    with pytest.raises(ModelLoadError, match=r"2.1 GB, more than"):  # the README is not downloaded
+        pool.request("someone/padded-model").result(timeout=30)
+    downloads = fake_hub(monkeypatch, {"model.safetensors": 10**8, "config.json": 700}, sha="abc123")
+    with pytest.raises(ModelLoadError):  # offline here, after the size check passed
+        pool.request("someone/small-model").result(timeout=30)
+    assert downloads == [("someone/small-model", None), ("someone/small-model", "abc123")]
 
 
 @pytest.mark.slow
@@ -163,7 +191,7 @@ def test_a_model_folder_picked_in_the_page_loads_and_answers(
     outputs = list(respond(handlers, "What is the capital of France?", [], picked))
     assert "Paris" in content_text(outputs[-1][1][-1]["content"])
     assert outputs[-1][4].endswith("model model-c")  # the stats line names the model
-    assert handlers.models.loads == 1
+    assert handlers.models.loaded[-1] == model_folders[2]
 
 
 @pytest.mark.slow
@@ -197,7 +225,23 @@ def test_a_model_that_failed_to_load_gives_its_reason_for_a_while_before_it_is_t
     with pytest.raises(ModelLoadError, match="Could not load a/a"):
         pool.request("a/a").result(timeout=30)
     assert loader.calls == ["a/a"], "not retried at once"
-    monkeypatch.setattr("speakstream.llm.pool.RETRY_AFTER_SECONDS", 0.0)
+    later = time.monotonic() + RETRY_AFTER_SECONDS
+    monkeypatch.setattr("speakstream.load_once.time", SimpleNamespace(monotonic=lambda: later))
     with pytest.raises(ModelLoadError):
         pool.request("a/a").result(timeout=30)
     assert loader.calls == ["a/a", "a/a"]
+
+
+def test_only_a_few_loads_wait_at_once_so_a_stream_of_picks_cannot_pile_up_work() -> None:
+    loader = Loader()
+    loader.hold.add("a/a")
+    pool = pool_of(loader, max_loaded_models=5, model_choices="a/a,b/b,c/c,d/d")
+    waiting = [pool.request(spec) for spec in ("a/a", "b/b", "c/c")]
+    loader.events.wait_for("loading a/a")
+    with pytest.raises(ModelBusy, match="Other models are loading for other users right now"):
+        pool.request("d/d").result(timeout=30)
+    assert pool.request("b/b") is waiting[1], "a model already waiting is still the same load"
+    loader.events.add("finish a/a")
+    assert [load.result(timeout=30).name for load in waiting] == ["a/a", "b/b", "c/c"]
+    assert pool.request("d/d").result(timeout=30).name == "d/d", "refused only while the others waited"
+    assert loader.calls == ["a/a", "b/b", "c/c", "d/d"]

@@ -53,3 +53,12 @@ def test_help_documents_every_setting() -> None:
     for field in dataclasses.fields(Settings):
         assert "--" + field.name.replace("_", "-") in result.stdout
     assert len(build_parser()._actions) == len(dataclasses.fields(Settings)) + 1  # + --help
+
+
+def test_a_setting_that_is_not_a_finite_number_is_refused_by_name() -> None:
+    with pytest.raises(SystemExit) as refused:
+        load_settings(["--temperature", "nan"], {"SPEAKSTREAM_RATE_WINDOW": "inf"})
+    assert str(refused.value).splitlines() == [
+        "error: --temperature must be a number (got nan)",
+        "error: --rate-window must be a number (got inf)",
+    ]

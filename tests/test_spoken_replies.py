@@ -108,10 +108,17 @@ class WatchedCores(CoreBudget):
     def __init__(self, threads: int) -> None:
         super().__init__(threads)
         self.seen: list[tuple[bool, int]] = []
+        self._voice_then = False
+
+    def _room(self, me: int) -> int:
+        # Called with the budget's lock held, last of all for the share follow() then applies:
+        # whether a voice spoke is read at the moment the share was decided, not a moment later.
+        self._voice_then = self._speaking + self._waiting_voices > 0
+        return super()._room(me)
 
     def follow(self) -> None:
         super().follow()
-        self.seen.append((self._speaking + self._waiting_voices > 0, torch.get_num_threads()))
+        self.seen.append((self._voice_then, torch.get_num_threads()))
 
 
 def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settings: Settings) -> None:

@@ -9,11 +9,10 @@ import threading
 from pathlib import Path
 
 import pytest
-import torch
 
 from speakstream.torch_threads import CoreBudget, in_passing_thread
 
-from support import WAIT_SECONDS, wait_until
+from support import WAIT_SECONDS, own_openmp_threads, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,12 +31,6 @@ def test_an_error_is_raised_on_the_callers_thread() -> None:
         in_passing_thread(fail)
 
 
-def own_openmp_threads() -> int:
-    """The calling thread's own OpenMP thread count, as OpenMP itself reports it."""
-    info = torch.__config__.parallel_info()
-    return int(info.split("omp_get_max_threads() :")[1].split()[0])
-
-
 class ModelThread(threading.Thread):
     """A model thread under test: registered with the budget, it calls ``follow()`` (one token)
     each time the test asks it to, and notes its own OpenMP thread count after each."""
@@ -47,9 +40,16 @@ class ModelThread(threading.Thread):
         self.cores = cores
         self.tokens: queue.Queue[bool] = queue.Queue()
         self.counts: queue.Queue[int] = queue.Queue()
+        self.registered = threading.Event()
+
+    def start(self) -> None:
+        """Start, and return once the budget counts this thread as a model thread."""
+        super().start()
+        assert self.registered.wait(WAIT_SECONDS)
 
     def run(self) -> None:
         with self.cores.generating():
+            self.registered.set()
             while self.tokens.get():
                 self.cores.follow()
                 self.counts.put(own_openmp_threads())
@@ -84,7 +84,7 @@ def test_a_model_alone_uses_every_core_and_gives_one_to_a_voice_at_its_next_toke
     assert model.token() == 2
     done = threading.Event()
     speaking = speak_in_background(cores, done)
-    assert not speaking.wait(0.2), "the voice waits until the model gives up a core"
+    assert wait_until(lambda: cores.voices_waiting == 1) and not speaking.is_set(), "it waits for a core"
     assert model.token() == 1
     assert speaking.wait(WAIT_SECONDS) and cores.in_use == 2
     done.set()
@@ -107,6 +107,22 @@ def test_two_replies_share_the_cores_and_wait_at_their_next_token_while_voices_h
     assert cores.in_use == 2 and tokens.empty(), "both voices speak; both models wait at their next token"
     done.set()
     assert [tokens.get(timeout=WAIT_SECONDS), tokens.get(timeout=WAIT_SECONDS)] == [1, 1]
+    first.finish(), second.finish()
+
+
+def test_each_reply_runs_on_at_most_its_own_threads_and_a_spare_core_goes_to_the_first_reply() -> None:
+    cores = CoreBudget(5, per_model=2)
+    first, second = ModelThread(cores), ModelThread(cores)
+    first.start()
+    assert first.token() == 2, "not all five: small models decode no faster on more"
+    second.start()
+    assert [second.token(), first.token()] == [2, 2]
+    done = threading.Event()
+    speaking = [speak_in_background(cores, done) for _ in range(2)]
+    assert wait_until(lambda: cores.voices_waiting + cores.voices_speaking == 2)
+    assert [second.token(), first.token()] == [1, 2], "three cores left: the first reply ends first"
+    assert all(voice.wait(WAIT_SECONDS) for voice in speaking) and cores.in_use == 5
+    done.set()
     first.finish(), second.finish()
 
 

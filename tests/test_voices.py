@@ -11,6 +11,7 @@ import pytest
 from speakstream.settings import DEFAULT_TTS_MODEL, Settings
 from speakstream.voices import CoquiVoice, PiperVoice, Voice, load_voices
 
+from support import own_openmp_threads
 from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
 
 pytestmark = pytest.mark.slow
@@ -54,6 +55,18 @@ def test_glow_tts_loads_by_name_from_coquis_cache_and_speaks(glow_tts: CoquiVoic
     assert glow_tts.sample_rate == 22050
     assert samples.dtype == np.int16 and samples.ndim == 1
     assert seconds(glow_tts, samples) > 0.1
+
+
+def test_glow_tts_speaks_on_the_one_core_the_cpu_budget_gives_a_voice(
+    glow_tts: CoquiVoice, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[int] = []
+    speak = glow_tts._tts.tts
+    monkeypatch.setattr(
+        glow_tts._tts, "tts", lambda *args, **kw: threads.append(own_openmp_threads()) or speak(*args, **kw)
+    )
+    assert glow_tts.synthesize("Hello there.", 1.0).size > 0
+    assert threads == [1]
 
 
 def test_glow_tts_loads_from_local_model_and_vocoder_folders(tiny_tts_home: Path) -> None:

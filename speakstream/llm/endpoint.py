@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,8 @@ class EndpointModel:
             ) from error
         if served and self.model_id not in served:
             log.warning("The server lists %s, not %s; asking for it anyway", ", ".join(map(str, served)), self.model_id)
-        self.source = ModelSource(Path("."), None, f"model server {self.url} ({self.model_id})")
+        # The page shows this: the model, never the server's address.
+        self.source = ModelSource(Path("."), None, f"a model server ({self.model_id})")
         log.info("Language model served by %s (%s)", self.url, self.model_id)
         return self
 
@@ -121,9 +121,8 @@ class EndpointModel:
                 ):
                     if answer.status_code >= 400:
                         answer.read()
-                        raise EndpointError(
-                            f"The model server refused the request (HTTP {answer.status_code}: {answer.text[:200]})."
-                        )
+                        log.warning("Model server %s answered HTTP %d: %s", self.url, answer.status_code, answer.text)
+                        raise EndpointError(f"The model server refused the request (HTTP {answer.status_code}).")
                     for piece in _pieces(answer.iter_lines()):
                         if stop.is_set():
                             return  # leaving closes the connection: the server stops too
@@ -137,12 +136,13 @@ class EndpointModel:
                 failure, reason = error, f"could not be reached ({error.__class__.__name__})"
             except _Unfinished as error:
                 failure, reason = error, "ended the stream before the reply was complete"
+            # What users read never names the server's address; the log does.
+            log.warning("Model server %s %s (%s)", self.url, reason, failure)
             if wrote:  # a retry would write the reply's start again
-                raise EndpointError(f"The model server at {self.url} broke off mid-reply: it {reason}.") from failure
-            if attempt < RETRIES and not stop.is_set():
-                log.warning("Model server %s %s; trying again", self.url, reason)
-                time.sleep(RETRY_PAUSE_SECONDS * (attempt + 1))
-        raise EndpointError(f"The model server at {self.url} {reason}.") from failure
+                raise EndpointError(f"The model server broke off mid-reply: it {reason}.") from failure
+            if stop.is_set() or (attempt < RETRIES and stop.wait(RETRY_PAUSE_SECONDS * (attempt + 1))):
+                return  # stopped: nothing more to ask for
+        raise EndpointError(f"The model server {reason}.") from failure
 
 
 def _pieces(lines: Iterator[str]) -> Iterator[str]:

@@ -94,13 +94,6 @@ class ChatModel(Protocol):
     def name(self) -> str: ...
 
     @property
-    def _end_tokens(self) -> frozenset[int]:
-        """The tokens that end a reply: the model's own (its generation config) and its tokenizer's."""
-        ends = self._model.generation_config.eos_token_id
-        ends = [ends] if isinstance(ends, int) else list(ends or [])
-        return frozenset([*ends, *([self._tokenizer.eos_token_id] if self._tokenizer.eos_token_id is not None else [])])
-
-    @property
     def context_length(self) -> int: ...
 
     def stream_reply(
@@ -155,21 +148,31 @@ class LanguageModel:
         torch.set_num_threads(self.settings.threads)
         self.source = source or resolve_model_source(self.settings.llm)
         folder, gguf_file = self._cached_conversion(self.source)
+        packed = self.kernels.packed_file(
+            self.source.folder, self.source.gguf_file, self.settings.weights, self.settings.model_cache_dir
+        )
         try:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            self._model = AutoModelForCausalLM.from_pretrained(
-                folder, gguf_file=gguf_file, dtype=torch.float32, attn_implementation="sdpa"
-            )
+            if not getattr(self._tokenizer, "chat_template", None):
+                raise ModelLoadError(
+                    f"The model from {self.source.origin} has no chat template; use an Instruct model."
+                )
+            self._model, self.weights = self.kernels.load_packed(packed) if packed else (None, "float32")
+            if self._model is None:
+                self._model = AutoModelForCausalLM.from_pretrained(
+                    folder, gguf_file=gguf_file, dtype=torch.float32, attn_implementation="sdpa"
+                )
         except (OSError, ValueError, ImportError) as error:
             raise ModelLoadError(f"Could not load the model from {self.source.origin}: {error}") from error
-        if not getattr(self._tokenizer, "chat_template", None):
-            raise ModelLoadError(f"The model from {self.source.origin} has no chat template; use an Instruct model.")
         self._model.eval()
-        if gguf_file is not None:
-            self._save_conversion(self.source)
-        self.weights = self.kernels.shrink(self._model, self.settings.weights)
+        if self.weights == "float32":
+            if gguf_file is not None:
+                self._save_conversion(self.source)
+            self.weights = self.kernels.shrink(self._model, self.settings.weights)
+            if packed and self.weights != "float32":
+                self.kernels.save_packed(self._model, packed)
         if self.device != "cpu":  # after the float32 copy was cached
             self._model.to(device=self.device, dtype=model_dtype(self.device))
             self.weights = str(model_dtype(self.device)).removeprefix("torch.")
@@ -312,7 +315,7 @@ class LanguageModel:
         """Yield the reply's text piece by piece while a background thread generates it.
 
         Setting ``stop`` (or closing this generator) ends the generation thread at its next
-        token; while ``pause`` is set, generation waits (half a second at most); ``cores``
+        token; while ``pause`` is set, generation waits (``MAX_PAUSE_SECONDS`` at most); ``cores``
         sets its thread count between tokens. An error in that thread is raised here, in the
         consumer.
         """

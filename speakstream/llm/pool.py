@@ -17,21 +17,26 @@ message that is safe to show (no server paths); the details go to the log.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import logging
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fnmatch import fnmatch
 
 from speakstream.llm.model import ChatModel, LanguageModel
-from speakstream.llm.sources import ModelLoadError, download_from_hub, model_label, resolve_model_source
+from speakstream.llm.sources import (
+    HUB_PATTERNS,
+    ModelLoadError,
+    download_from_hub,
+    model_label,
+    resolve_model_source,
+)
+from speakstream.load_once import LoadOnce
 from speakstream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,26 +44,39 @@ log = logging.getLogger(__name__)
 # What a user may type as a custom model: "owner/name" on the hub (at most 96 characters, as
 # the hub allows), never a path on the server.
 HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-WEIGHT_FILES = "*.safetensors"
 GB = 1e9
 # A model that failed to load answers with its reason for this long before it is tried again
 # (not when it only found no room: that passes as soon as a model is free).
 RETRY_AFTER_SECONDS = 60.0
+# Loads that may be under way or waiting at once (one runs at a time).
+MAX_WAITING_LOADS = 3
 
 
 class ModelBusy(ModelLoadError):
     """Every other loaded model is in use and there is no room for another one."""
 
 
-def hub_weights_bytes(repo_id: str) -> int:
-    """Bytes of a hub model's weight files, from the hub's metadata (nothing is downloaded)."""
+@dataclass(frozen=True)
+class HubFiles:
+    """What a download of a hub model would fetch: its size, and the commit that size is of."""
+
+    size: int
+    revision: str | None
+
+
+def hub_files(repo_id: str) -> HubFiles:
+    """The bytes a download of ``repo_id`` fetches (every file it takes), from the hub's metadata alone."""
     from huggingface_hub import HfApi
 
     info = HfApi().model_info(repo_id, files_metadata=True, timeout=15)
-    sizes = [sibling.size or 0 for sibling in info.siblings or [] if fnmatch(sibling.rfilename, WEIGHT_FILES)]
-    if not sizes:
+    fetched = [
+        sibling
+        for sibling in info.siblings or []
+        if any(fnmatch(sibling.rfilename, pattern) for pattern in HUB_PATTERNS)
+    ]
+    if not any(sibling.rfilename.endswith(".safetensors") for sibling in fetched):
         raise ModelLoadError(f"{repo_id} has no safetensors weights on the hub, so this server cannot load it.")
-    return sum(sizes)
+    return HubFiles(sum(sibling.size or 0 for sibling in fetched), info.sha)
 
 
 @dataclass
@@ -75,19 +93,24 @@ class ModelPool:
         settings: Settings,
         default: ChatModel,
         load: Callable[[str], ChatModel] | None = None,
-        weights_bytes: Callable[[str], int] = hub_weights_bytes,
+        files: Callable[[str], HubFiles] = hub_files,
     ) -> None:
         self.settings = settings
         # The start-up model's name: the --llm id, or the model a --llm-endpoint server is asked for
         self.default_spec = (settings.llm_endpoint_model or settings.llm) if settings.llm_endpoint else settings.llm
-        self.loads = 0  # models loaded after start-up, for the logs and tests
         self._load_model = load or self._load_from_source
-        self._weights_bytes = weights_bytes
+        self._hub_files = files
         self._slots: OrderedDict[str, _Slot] = OrderedDict({self.default_spec: _Slot(default)})
-        self._loading: dict[str, Future[ChatModel]] = {}
-        self._failed: dict[str, tuple[float, Future[ChatModel]]] = {}
         self._lock = threading.Lock()
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-loader")
+        self._loads = LoadOnce(
+            "model",
+            self._load,
+            self._lock,
+            retry_after=RETRY_AFTER_SECONDS,
+            max_waiting=MAX_WAITING_LOADS,
+            too_many=lambda: ModelBusy("Other models are loading for other users right now; try again in a minute."),
+            remember=lambda error: not isinstance(error, ModelBusy),  # no room passes once a model is free
+        )
 
     @property
     def default(self) -> ChatModel:
@@ -100,8 +123,7 @@ class ModelPool:
         when a model server writes the replies)."""
         if self.settings.llm_endpoint:
             return [self.default_spec]
-        listed = [spec.strip() for spec in self.settings.model_choices.split(",") if spec.strip()]
-        return list(dict.fromkeys([self.default_spec, *listed]))
+        return list(dict.fromkeys([self.default_spec, *self.settings.model_names]))
 
     @property
     def loaded(self) -> list[str]:
@@ -133,14 +155,9 @@ class ModelPool:
                 ready: Future[ChatModel] = Future()
                 ready.set_result(slot.model)
                 return ready
-            failed_at, failed = self._failed.get(spec, (0.0, None))
-            if failed is not None and time.monotonic() - failed_at < RETRY_AFTER_SECONDS:
-                return failed
-            if spec not in self._loading:
+            if spec not in self._loads.loading:
                 log.info("Loading model %s (requested by a user)", spec)
-                self._loading[spec] = self._loader.submit(self._load, spec)
-                self._loading[spec].add_done_callback(functools.partial(self._note_failure, spec))
-            return self._loading[spec]
+            return self._loads.request(spec)
 
     @contextmanager
     def lease(self, spec: str | None) -> Iterator[ChatModel]:
@@ -160,30 +177,18 @@ class ModelPool:
             with self._lock:
                 slot.users -= 1
 
-    def _note_failure(self, spec: str, load: Future[ChatModel]) -> None:
-        with self._lock:
-            if load.exception() is not None and not isinstance(load.exception(), ModelBusy):
-                self._failed[spec] = (time.monotonic(), load)
-            else:
-                self._failed.pop(spec, None)
-
     def _load(self, spec: str) -> ChatModel:
-        try:
-            with self._lock:
-                self._evictable()  # refuse early when there is no room to be made
-            model = self._load_model(spec)
-            with self._lock:
-                while len(self._slots) >= self.settings.max_loaded_models:
-                    unloaded = self._evictable()
-                    del self._slots[unloaded]
-                    log.info("Unloaded model %s to make room", unloaded)
-                self._slots[spec] = _Slot(model)
-                self.loads += 1
-            gc.collect()  # give unloaded weights back
-            return model
-        finally:
-            with self._lock:
-                self._loading.pop(spec, None)
+        with self._lock:
+            self._evictable()  # refuse early when there is no room to be made
+        model = self._load_model(spec)
+        with self._lock:
+            while len(self._slots) >= self.settings.max_loaded_models:
+                unloaded = self._evictable()
+                del self._slots[unloaded]
+                log.info("Unloaded model %s to make room", unloaded)
+            self._slots[spec] = _Slot(model)
+        gc.collect()  # give unloaded weights back
+        return model
 
     def _evictable(self) -> str | None:
         """The model to unload for one more (None: there is room); refuses when every candidate is busy.
@@ -215,12 +220,12 @@ class ModelPool:
             raise ModelLoadError(f"Could not load {model_label(spec)} ({reason}).") from error
 
     def _size_checked_download(self, repo_id: str, *, local_files_only: bool) -> str:
-        if not local_files_only:
-            size = self._weights_bytes(repo_id)
-            limit = self.settings.max_model_size_gb * GB
-            if size > limit:
-                raise ModelLoadError(
-                    f"{model_label(repo_id)} is {size / GB:.1f} GB, more than this server's limit of "
-                    f"{self.settings.max_model_size_gb:g} GB."
-                )
-        return download_from_hub(repo_id, local_files_only=local_files_only)
+        if local_files_only:
+            return download_from_hub(repo_id, local_files_only=True)
+        files = self._hub_files(repo_id)
+        if files.size > self.settings.max_model_size_gb * GB:
+            raise ModelLoadError(
+                f"{model_label(repo_id)} is {files.size / GB:.1f} GB, more than this server's limit of "
+                f"{self.settings.max_model_size_gb:g} GB."
+            )
+        return download_from_hub(repo_id, local_files_only=False, revision=files.revision)

@@ -53,11 +53,15 @@ def find_bundled_gguf() -> Path | None:
     return path if path.is_file() else None
 
 
-def download_from_hub(repo_id: str, *, local_files_only: bool) -> str:
-    """The local folder of a hub model's files (weights, configs, tokenizer), fetched unless ``local_files_only``."""
+def download_from_hub(repo_id: str, *, local_files_only: bool, revision: str | None = None) -> str:
+    """The local folder of a hub model's files (weights, configs, tokenizer), fetched unless ``local_files_only``.
+
+    ``revision`` pins the download to the commit whose size was checked, so a push in between
+    cannot swap in larger files.
+    """
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=local_files_only)
+    return snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=local_files_only, revision=revision)
 
 
 def _looks_like_path(spec: str) -> bool:

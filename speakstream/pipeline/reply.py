@@ -25,11 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakstream.audio.segments import resample, with_fades
-from speakstream.llm.model import ChatModel, Sampling
+from speakstream.llm.model import ChatModel, Message, Sampling
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
-from speakstream.text.conversation import Message, trim_to_context
+from speakstream.text.conversation import trim_to_context
 from speakstream.text.speech_text import SpeechCleaner
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
@@ -107,7 +107,7 @@ class ReplyPipeline:
         """
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         # The first sound is what a listener waits for, so until it is out the model pauses
-        # (half a second at most each time) while the voice speaks the first chunk, and again
+        # (MAX_PAUSE_SECONDS at most each time) while the voice speaks the first chunk, and again
         # while the consumer hands that audio on: the voice and the hand-over get the cores.
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
@@ -139,8 +139,8 @@ class ReplyPipeline:
                 try:
                     kind, value = events.get(timeout=POLL_SECONDS)
                 except queue.Empty:
-                    if not any(worker.is_alive() for worker in workers):
-                        break
+                    if not any(worker.is_alive() for worker in workers) and events.empty():
+                        break  # (what a worker put just before it ended is read first)
                     # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
                     yield ReplyUpdate(self.word_filter.mask(text), timeline)
                     continue

@@ -38,7 +38,10 @@ def clean_message(text: str, max_chars: int) -> str:
 def without_markup(text: str) -> str:
     """``text`` without control characters (line breaks and tabs kept) and chat-template markers."""
     kept = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co"})
-    return _SPECIAL_TOKEN.sub("", kept)
+    while True:  # until nothing is left to remove: "<|im_<|x|>start|>" hides a marker in a marker
+        kept, removed = _SPECIAL_TOKEN.subn("", kept)
+        if not removed:
+            return kept
 
 
 def for_display(text: str) -> str:

@@ -15,7 +15,7 @@ MAX_CLIENTS = 10_000
 
 
 class RateLimiter:
-    """Allows ``limit`` messages per ``window`` seconds; one per browser session."""
+    """Allows ``limit`` messages per ``window`` seconds (0: no limit), for one client."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit

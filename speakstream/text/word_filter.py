@@ -15,11 +15,6 @@ class WordFilter:
             re.compile(r"\b(?:" + "|".join(re.escape(w) for w in cleaned) + r")\b", re.IGNORECASE) if cleaned else None
         )
 
-    @classmethod
-    def from_setting(cls, value: str) -> WordFilter:
-        """From a comma-separated list, as given by ``--blocked-words``."""
-        return cls(value.split(","))
-
     def blocks(self, text: str) -> bool:
         return bool(self._pattern and self._pattern.search(text))
 

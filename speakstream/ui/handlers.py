@@ -1,8 +1,9 @@
-"""The Gradio Blocks page: chat, message box, Send / Stop / Clear, voice controls, the player.
+"""What the page's events do: send a message and stream its reply, load a picked model or voice,
+stop a superseded reply, Retry and Undo.
 
-Event handlers are module-level functions bound to the pipeline with ``functools.partial``,
-so tests can call them without a browser. The chat event is published as ``/chat`` for
-``gradio_client``. How the audio reaches the listener is :mod:`speakstream.ui.player`.
+Each handler is a plain function of the :class:`ChatApp` (bound with ``functools.partial`` in
+:mod:`speakstream.ui.page`, which wires them to the page), so tests call them without a
+browser. How the audio reaches the listener is :mod:`speakstream.ui.player`.
 
 What a browser keeps across reloads (never the server) is two encrypted entries in its local
 storage: the conversation, written by the reply itself when it ends (and by Stop, Undo and
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+import math
 import threading
 import time
 import uuid
@@ -121,6 +123,7 @@ def respond(
     try:
         text, chosen, spec = _admit(app, message, choices, client)
     except Refused as refusal:
+        log.info("Refused a message (%s)", refusal.reason)
         metrics.refusals.labels(refusal.reason).inc()
         gr.Warning(str(refusal))
         yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
@@ -143,7 +146,7 @@ def respond(
             options = pipeline.options(
                 model,
                 choices.voice,
-                choices.speaking_rate,
+                chosen.speaking_rate,
                 speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
             )
@@ -257,23 +260,34 @@ def _stream_reply(
 def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
     """The server's settings with one user's choices, kept within safe ranges.
 
-    Anything an API caller sends is clamped; a reply can never be longer than the server's
-    own ``max_new_tokens``. A system prompt is cleaned like a message (:class:`InvalidMessage`
-    when it is too long).
+    Anything an API caller sends is clamped (what is not a finite number leaves the server's
+    setting); a reply can never be longer than the server's own ``max_new_tokens``. A system
+    prompt is cleaned like a message (:class:`InvalidMessage` when it is too long).
     """
     chosen: dict[str, Any] = {}
     if choices.system_prompt is not None:
         prompt = str(choices.system_prompt).strip()
         chosen["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
-    if choices.temperature is not None:
-        chosen["temperature"] = min(max(float(choices.temperature), 0.0), 2.0)
-    if choices.top_p is not None:
-        chosen["top_p"] = min(max(float(choices.top_p), 0.05), 1.0)
-    if choices.max_new_tokens is not None:
-        chosen["max_new_tokens"] = min(max(int(choices.max_new_tokens), 1), settings.max_new_tokens)
-    if choices.repetition_penalty is not None:
-        chosen["repetition_penalty"] = min(max(float(choices.repetition_penalty), 1.0), 2.0)
+    bounds = {
+        "temperature": (0.0, 2.0),
+        "top_p": (0.05, 1.0),
+        "max_new_tokens": (1, settings.max_new_tokens),
+        "repetition_penalty": (1.0, 2.0),
+        "speaking_rate": (0.5, 2.0),
+    }
+    for name, (low, high) in bounds.items():
+        if (value := getattr(choices, name)) is not None:
+            chosen[name] = type(low)(_within(value, low, high, getattr(settings, name)))
     return dataclasses.replace(settings, **chosen)
+
+
+def _within(value: object, low: float, high: float, default: float) -> float:
+    """``value`` as a number kept within ``low``..``high``; ``default`` when it is not a finite number."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return default
+    return min(max(number, low), high) if math.isfinite(number) else default
 
 
 def supersede(session: dict[str, Any] | None) -> None:

@@ -18,6 +18,9 @@ from speakstream.ui.handlers import REPLY_CONTROLS, ChatApp, last_turn_removed, 
 from speakstream.ui.player import CLEAR_JS, STOP_JS, player_component
 from speakstream.voices import VoiceSet
 
+# Status lines of picked models (and, apart, voices) followed at once; more wait in the queue.
+PICKS_AT_ONCE = 4
+
 EXAMPLE_PROMPTS = [
     "What is the capital of France?",
     "Explain in three sentences why the sky is blue.",
@@ -181,8 +184,17 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             cancels=replies,
             **quick,
         )
-        model.change(functools.partial(load_model, app), inputs=[model], outputs=[model_status], **quick)
-        voice.change(functools.partial(load_voice, app), inputs=[voice], outputs=[voice_status_line], **quick)
+        # A picked model or voice loads on its loader thread; the status line that follows it holds a
+        # worker thread for a moment every second, so only a few such lines run at once.
+        for picker, follow, status_line in ((model, load_model, model_status), (voice, load_voice, voice_status_line)):
+            picker.change(
+                functools.partial(follow, app),
+                inputs=[picker],
+                outputs=[status_line],
+                api_visibility="private",
+                concurrency_limit=PICKS_AT_ONCE,
+                concurrency_id=follow.__name__,
+            )
         # Saved when a setting changes (restoring them saves what was saved: the same values).
         gr.on(
             [control.change for control in controls],

@@ -24,7 +24,6 @@ import numpy as np
 
 from speakstream.audio.segments import silence, wav_bytes
 
-PLAYERS = ("webaudio", "hls")
 SEGMENT_TAIL_SECONDS = 0.1
 
 PLAYER_TEMPLATE = """
@@ -277,7 +276,7 @@ class HlsStream:
     short silence, drain, so the playlist always ends on a short segment.
     """
 
-    def __init__(self, reply: str, rate: int) -> None:
+    def __init__(self, rate: int) -> None:
         self.drain = wav_bytes(silence(1 / rate, rate), rate)
         self.tail = wav_bytes(silence(SEGMENT_TAIL_SECONDS, rate), rate)
         self.rate = rate
@@ -301,5 +300,5 @@ AudioStream = WebAudioStream | HlsStream
 
 
 def audio_stream(player: str, reply: str, rate: int) -> AudioStream:
-    """What reply ``reply`` sends to the page's ``player``."""
-    return HlsStream(reply, rate) if player == "hls" else WebAudioStream(reply, rate)
+    """What reply ``reply`` sends to the page's ``player`` (the Web Audio player tells replies apart by it)."""
+    return HlsStream(rate) if player == "hls" else WebAudioStream(reply, rate)

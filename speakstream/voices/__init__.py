@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from speakstream.devices import choose_device
+from speakstream.load_once import LoadOnce
 from speakstream.settings import Settings
 from speakstream.voices.base import Voice, VoiceLoadError
 from speakstream.voices.coqui import CoquiVoice
@@ -33,6 +33,8 @@ __all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "l
 
 # A voice that failed to load gives its reason for this long before it is tried again.
 RETRY_AFTER_SECONDS = 60.0
+# Voice loads that may be under way or waiting at once (one runs at a time).
+MAX_WAITING_LOADS = 3
 
 
 @dataclass
@@ -47,14 +49,18 @@ class VoiceSet:
     max_loaded: int = 3
     load: Callable[[str], Voice] = PiperVoice
     _picked: OrderedDict[str, Voice] = field(default_factory=OrderedDict, init=False, repr=False)
-    _loading: dict[str, Future[Voice]] = field(default_factory=dict, init=False, repr=False)
-    _failed: dict[str, tuple[float, Future[Voice]]] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-    _loader: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="voice-loader"),
-        init=False,
-        repr=False,
-    )
+    _loads: LoadOnce[Voice] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._loads = LoadOnce(
+            "voice",
+            self._load,
+            self._lock,
+            retry_after=RETRY_AFTER_SECONDS,
+            max_waiting=MAX_WAITING_LOADS,
+            too_many=lambda: VoiceLoadError("other voices are loading right now; try again in a minute"),
+        )
 
     def get(self, key: str | None) -> Voice | None:
         """The voice called ``key`` if it is loaded, else the default one, else None (no voice at all)."""
@@ -90,44 +96,24 @@ class VoiceSet:
                 refused: Future[Voice] = Future()
                 refused.set_exception(VoiceLoadError(f"this server does not offer the voice {key[:80]!r}"))
                 return refused
-            failed_at, failed = self._failed.get(key, (0.0, None))
-            if failed is not None and time.monotonic() - failed_at < RETRY_AFTER_SECONDS:
-                return failed
-            if key not in self._loading:
+            if key not in self._loads.loading:
                 log.info("Loading voice %s (picked by a user)", key)
-                self._loading[key] = self._loader.submit(self._load, key)
-                self._loading[key].add_done_callback(functools.partial(self._note_failure, key))
-            return self._loading[key]
+            return self._loads.request(key)
 
     def _load(self, key: str) -> Voice:
-        try:
-            voice = self.load(key).load()
-            with self._lock:
-                self._picked[key] = voice
-                while len(self._picked) > self.max_loaded:
-                    gone, _ = self._picked.popitem(last=False)
-                    log.info("Unloaded voice %s to make room", gone)
-            return voice
-        finally:
-            with self._lock:
-                self._loading.pop(key, None)
-
-    def _note_failure(self, key: str, load: Future[Voice]) -> None:
+        voice = self.load(key).load()
         with self._lock:
-            if load.exception() is not None:
-                self._failed[key] = (time.monotonic(), load)
-            else:
-                self._failed.pop(key, None)
-
-
-def offered_voices(settings: Settings) -> list[str]:
-    return [name.strip() for name in settings.voices.split(",") if name.strip()]
+            self._picked[key] = voice
+            while len(self._picked) > self.max_loaded:
+                gone, _ = self._picked.popitem(last=False)
+                log.info("Unloaded voice %s to make room", gone)
+        return voice
 
 
 def load_voices(settings: Settings) -> VoiceSet:
     """Load the Coqui voice and the offline Piper voice (and ``--voice`` if it is an offered Piper
     voice); a failure becomes a notice, never an exception."""
-    result = VoiceSet(offered=offered_voices(settings), max_loaded=settings.max_loaded_voices)
+    result = VoiceSet(offered=settings.voice_names, max_loaded=settings.max_loaded_voices)
     result.load = functools.partial(PiperVoice, threads=settings.tts_threads)
     if settings.text_only:
         result.notices.append("Text only: speech is turned off.")

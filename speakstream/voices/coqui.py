@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,9 +89,17 @@ class CoquiVoice(Voice):
         return self
 
     def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-        """Synthesis runs torch, so on a passing thread, whoever calls (see speakstream.torch_threads)."""
+        """Synthesis runs torch, so on a passing thread, whoever calls (see speakstream.torch_threads),
+        and on one torch thread: the one core the CPU budget gives a voice."""
+        import torch
+
         model = self._tts.synthesizer.tts_model
         if hasattr(model, "length_scale"):
             model.length_scale = self._base_length_scale * length_scale
-        speech = in_passing_thread(lambda: self._tts.tts(text, split_sentences=False), name="speakstream-speak")
+
+        def speak() -> Any:
+            torch.set_num_threads(1)
+            return self._tts.tts(text, split_sentences=False)
+
+        speech = in_passing_thread(speak, name="speakstream-speak")
         return np.asarray(speech, dtype=np.float32)

@@ -83,11 +83,10 @@ def hub_files(name: str) -> tuple[Path, Path]:
             paths = [hf_hub_download(HUB_REPO, file, local_files_only=True) for file in (model, model + ".json")]
         except Exception:  # noqa: BLE001 - not cached (any reason): fetch it
             paths = [hf_hub_download(HUB_REPO, file) for file in (model, model + ".json")]
-    except Exception as error:
-        first_line = (str(error).strip().splitlines() or [""])[0][:160]
+    except Exception as error:  # offline, unknown name, a full disk: the log has the details (and paths)
+        log.warning("Could not fetch the Piper voice %s: %s", name, error)
         raise VoiceLoadError(
-            f"could not fetch the Piper voice {name} from the Hugging Face hub "
-            f"({error.__class__.__name__}{': ' + first_line if first_line else ''})"
+            f"could not fetch the Piper voice {name} from the Hugging Face hub ({error.__class__.__name__})"
         ) from error
     return Path(paths[0]), Path(paths[1])
 
@@ -126,7 +125,8 @@ class PiperVoice(Voice):
             self._config_class = SynthesisConfig
             self.sample_rate = int(config.sample_rate)
             peak = float(np.max(np.abs(self._synthesize(CALIBRATION, 1.0)), initial=0.0))
-        except (OSError, ValueError, KeyError, RuntimeError) as error:
+        except Exception as error:  # a broken file fails in onnxruntime's own error types; details to the log
+            log.warning("Could not load the Piper voice %s: %s", self.name, error)
             raise VoiceLoadError(f"could not load the Piper voice {self.name}: {error.__class__.__name__}") from error
         self.gain = min(MAX_GAIN, TARGET_PEAK / peak) if peak > 0 else 1.0
         log.info("Voice %s loaded (%d Hz, gain %.2f)", self.label, self.sample_rate, self.gain)

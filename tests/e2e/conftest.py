@@ -5,6 +5,7 @@ On a failing test, a screenshot and the page's console log land in test-artifact
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from tiny_coqui import install_tiny_glow_tts
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = chromium_path()
+VISITORS = itertools.count()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -65,7 +67,12 @@ def page(browser, app_server: str, request: pytest.FixtureRequest) -> Iterator:
     A desktop-sized window unless a test asks for other browser-context options (indirect parametrize).
     """
     options = getattr(request, "param", None) or {"viewport": {"width": 1280, "height": 1000}}
-    context = browser.new_context(**options)
+    # Each test is its own visitor, as the server sees it: a network address of its own (the
+    # server trusts a local proxy's X-Forwarded-For), so the per-address message limit counts
+    # each test's messages, not the whole suite's.
+    number = next(VISITORS)
+    visitor = {"X-Forwarded-For": f"10.0.{number // 250}.{number % 250 + 1}"}
+    context = browser.new_context(extra_http_headers=visitor, **options)
     page = context.new_page()
     console: list[str] = []
     page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))

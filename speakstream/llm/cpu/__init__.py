@@ -14,10 +14,15 @@ Everything the language model needs from this package goes through :func:`cpu_ke
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,54 @@ class FastKernels:
 
     name = "auto"
 
+    def packed_file(self, folder: Path, gguf_file: str | None, weights: str, cache: Path) -> Path | None:
+        """Where the shrunk model from ``folder`` is kept between starts (None: float32, nothing to keep).
+
+        The name changes with the weight files (the GGUF file or the safetensors), the weights
+        chosen, torch, transformers and this package's code, so a stale copy is never loaded.
+        """
+        from speakstream.llm.cpu.quantize import choose_weights
+
+        chosen = choose_weights(weights)
+        if chosen == "float32":
+            return None
+        import transformers
+
+        digest = hashlib.sha256()
+        for part in (str(folder.resolve()), chosen, torch.__version__, transformers.__version__):
+            digest.update(part.encode())
+        weight_files = [folder / gguf_file] if gguf_file else sorted(folder.glob("*.safetensors"))
+        for file in weight_files + sorted(Path(__file__).parent.glob("*.py")):
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        return cache / "packed" / f"{folder.name}-{chosen}-{digest.hexdigest()[:16]}.pt"
+
+    def load_packed(self, path: Path) -> tuple[Any, str]:
+        """The model kept at ``path`` and its weights' kind, or (None, "float32") when there is none."""
+        if not path.is_file():
+            return None, "float32"
+        try:
+            # Written by this server into its own cache folder (save_packed), never from elsewhere.
+            model = torch.load(path, weights_only=False)
+        except Exception as error:  # noqa: BLE001 - a broken copy is rebuilt, never fatal
+            log.warning("Could not read the kept copy %s (%s); building it again", path.name, error)
+            path.unlink(missing_ok=True)
+            return None, "float32"
+        log.info("Loaded the model's %s weights kept from an earlier start", path.stem.rsplit("-", 2)[-2])
+        return model, path.stem.rsplit("-", 2)[-2]
+
+    def save_packed(self, model: Any, path: Path) -> None:
+        """Keep the shrunk ``model`` at ``path`` for the next start (and drop older copies of it)."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for older in path.parent.glob(path.stem.rsplit("-", 1)[0] + "-*.pt"):
+                older.unlink(missing_ok=True)
+            partial = path.with_suffix(".partial")
+            torch.save(model, partial)
+            partial.rename(path)
+        except OSError as error:
+            log.warning("Could not keep the shrunk model in %s: %s", path.parent, error)
+
     def shrink(self, model: Any, weights: str) -> str:
         """Make ``model``'s weights ``weights`` (``auto``: int4); returns the kind used (float32
         when this torch build lacks the kernels)."""
@@ -53,21 +106,6 @@ class FastKernels:
         from speakstream.llm.cpu.kv_cache import new_cache
 
         return new_cache(config)
-
-    def sampling(self, temperature: float, top_p: float, seed: int | None) -> dict[str, Any]:
-        """``generate()`` arguments that draw tokens as asked, each reply from its own random numbers."""
-        from transformers import LogitsProcessorList
-
-        from speakstream.llm.cpu.sampler import TopKTopPSampler
-
-        if temperature <= 0:
-            return {"do_sample": False}
-        generator = None if seed is None else torch.Generator().manual_seed(seed)
-        # The sampler draws; greedy search then takes the one token it leaves.
-        return {
-            "do_sample": False,
-            "logits_processor": LogitsProcessorList([TopKTopPSampler(temperature, top_p, generator=generator)]),
-        }
 
     def generate(self, model: Any, prompt: Any, cache: Any, reply: Reply, gate: Any, streamer: Any) -> None:
         """Write the reply into ``streamer`` token by token, ``gate`` deciding after each whether to go on.
@@ -109,6 +147,9 @@ class PlainTransformers:
     """``--cpu-kernels off``: transformers as it comes."""
 
     name = "off"
+
+    def packed_file(self, folder: Path, gguf_file: str | None, weights: str, cache: Path) -> Path | None:
+        return None
 
     def shrink(self, model: Any, weights: str) -> str:
         return "float32"

@@ -1,22 +1,20 @@
-"""Drawing the next token: temperature, top-k and top-p, from 50 candidates instead of 49,152.
+"""Drawing the next token: temperature, top-k and top-p, from the top-k candidates alone.
 
-transformers' sampler keeps the 50 most likely tokens (its default top-k), then sorts the
-whole vocabulary for top-p and draws with ``torch.multinomial`` over all of it: a noticeable
-share of a decoding step. Only those 50 tokens can ever be drawn, so this processor draws
-from them directly: the same distribution, for a fraction of the work.
-It runs last among the logits processors (after the repetition penalty) and leaves only
-the drawn token standing, so generation runs in greedy mode and picks it.
+transformers' sampler keeps the most likely tokens (its default top-k), then sorts the whole
+vocabulary for top-p and draws with ``torch.multinomial`` over all of it: a noticeable share
+of a decoding step. Only the top-k tokens can ever be drawn, so the fast decoding loop
+(:meth:`speakstream.llm.cpu.FastKernels.generate`) draws from them directly, after the
+repetition penalty: the same distribution, for a fraction of the work.
 """
 
 from __future__ import annotations
 
 import torch
-from transformers import LogitsProcessor
 
 TOP_K = 50  # transformers' default, which replies have always used
 
 
-class TopKTopPSampler(LogitsProcessor):
+class TopKTopPSampler:
     """Draws a token from the top-k, top-p distribution at ``temperature``; every other score becomes -inf."""
 
     def __init__(
@@ -42,6 +40,3 @@ class TopKTopPSampler(LogitsProcessor):
         """The drawn token of each row (shape: rows x 1)."""
         tokens, probabilities = self.candidates(scores)
         return tokens.gather(-1, torch.multinomial(probabilities, 1, generator=self.generator))
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        return torch.full_like(scores, -float("inf")).scatter_(-1, self.draw(scores), 0.0)
