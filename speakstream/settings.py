@@ -177,6 +177,13 @@ class Settings:
         "Messages one client (its network address) may send per rate window (0: no limit); a reload does not reset it.",
     )
     rate_window: float = _opt(60.0, "The rate limit's window, in seconds.")
+    proxy_hops: int = _opt(
+        0,
+        "Proxies in front of the server that each add the address they saw to X-Forwarded-For; a "
+        "client is the address the outermost of them saw (0: the connection's own address, which "
+        "uvicorn takes from X-Forwarded-For only for FORWARDED_ALLOW_IPS). Unset on a Hugging Face "
+        "Space: 1, the Space's own proxy.",
+    )
     blocked_words: str = _opt(
         "", "Comma-separated words refused in messages and masked in replies (empty: no filtering)."
     )
@@ -247,6 +254,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "max_history_chars": (1, None),
     "rate_limit": (0, None),
     "rate_window": (0.001, None),
+    "proxy_hops": (0, 16),
     "audio_file_max_age": (1, None),
     "port": (1, 65535),
     "concurrency_limit": (1, None),
@@ -348,6 +356,8 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
                 except ValueError as error:
                     raise SystemExit(f"error: environment variable {name}: {error}") from None
                 break
+    if "proxy_hops" not in values and environ.get("SPACE_ID"):  # a Space's proxy adds the visitor's address
+        values["proxy_hops"] = 1
     settings = Settings(**values)
     if found := problems(settings):
         raise SystemExit("\n".join(f"error: {problem}" for problem in found))

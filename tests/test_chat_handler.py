@@ -11,14 +11,16 @@ import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from starlette.datastructures import Headers
 
 from speakstream.server import assemble
-from speakstream.settings import Settings
+from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
-from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ReplyChoices, load_model, respond, supersede
+from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ReplyChoices, client_address, load_model, respond, supersede
 from speakstream.ui.page import PICKS_AT_ONCE, build_ui
 from speakstream.voices import VoiceSet
 
@@ -143,6 +145,22 @@ def test_each_client_has_its_own_rate_limit_which_a_new_session_does_not_reset()
         refused = list(respond(handlers, "Hi", [], text_only, {}, client="10.0.0.1"))  # a reload: a new session
     assert refused[-1][1] == [] and len(handlers.models.default.prompts) == 2
     assert shown(list(respond(handlers, "Hi", [], text_only, {}, client="10.0.0.2"))[-1]) == ANSWER
+
+
+def behind_proxies(connection: str, *forwarded: str) -> SimpleNamespace:
+    """A request as Gradio hands it over: the connection's address and the X-Forwarded-For headers."""
+    headers = Headers(raw=[(b"x-forwarded-for", value.encode()) for value in forwarded])
+    return SimpleNamespace(client=SimpleNamespace(host=connection), headers=headers)
+
+
+def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw_whatever_the_client_wrote() -> None:
+    space = behind_proxies("10.16.3.80", "6.6.6.6, 203.0.113.7")  # the visitor forged 6.6.6.6
+    assert client_address(space, proxy_hops=1) == "203.0.113.7"
+    assert client_address(behind_proxies("10.16.3.80", "6.6.6.6", "198.51.100.2, 10.0.0.5"), 2) == "198.51.100.2"
+    assert client_address(space, proxy_hops=0) == "10.16.3.80", "no proxy trusted: the connection"
+    assert client_address(behind_proxies("10.16.3.80"), proxy_hops=1) == "10.16.3.80", "no header: the connection"
+    assert load_settings([], {"SPACE_ID": "someone/speakstream"}).proxy_hops == 1
+    assert load_settings([], {}).proxy_hops == 0 and load_settings(["--proxy-hops", "2"], {}).proxy_hops == 2
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,12 @@ def test_gradio_and_log_variables_are_honoured() -> None:
     assert (settings.host, settings.port, settings.share, settings.log_level) == ("0.0.0.0", 9000, True, "DEBUG")
 
 
+def test_on_a_space_the_client_is_who_the_spaces_proxy_saw_unless_told_otherwise() -> None:
+    assert load_settings([], {"SPACE_ID": "someone/speakstream"}).proxy_hops == 1
+    assert load_settings(["--proxy-hops", "0"], {"SPACE_ID": "someone/speakstream"}).proxy_hops == 0
+    assert load_settings([], {}).proxy_hops == 0
+
+
 def test_boolean_flags_turn_on_and_off() -> None:
     assert load_settings(["--share"], {}).share is True
     assert load_settings(["--no-share"], {"GRADIO_SHARE": "1"}).share is False

@@ -92,11 +92,27 @@ class ChatApp:
         order), the session."""
         *values, session = rest
         choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
-        yield from respond(self, message, history, choices, session, client_address(request))
+        client = client_address(request, self.settings.proxy_hops)
+        yield from respond(self, message, history, choices, session, client)
 
 
-def client_address(request: gr.Request | None) -> str:
-    """Who sent a message, for the rate limit: the client's network address as Gradio reports it."""
+def client_address(request: gr.Request | None, proxy_hops: int = 0) -> str:
+    """Who sent a message, for the rate limit: a network address.
+
+    Behind ``proxy_hops`` proxies that each add the address they saw to X-Forwarded-For, it is
+    the address the outermost of them saw: the entries further left came from the client,
+    who can write anything there. Otherwise the connection's own address.
+    """
+    headers = getattr(request, "headers", None)
+    if proxy_hops > 0 and headers is not None:
+        forwarded = [
+            address.strip()
+            for value in headers.getlist("x-forwarded-for")
+            for address in value.split(",")
+            if address.strip()
+        ]
+        if forwarded:
+            return forwarded[-min(proxy_hops, len(forwarded))]
     client = getattr(request, "client", None)
     return str(getattr(client, "host", None) or "local")
 
