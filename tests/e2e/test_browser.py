@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -79,11 +80,42 @@ def scheduled(page) -> list[dict]:
     return player(page, "p.log.filter((entry) => entry.reply === p.reply)")
 
 
+def change_setting(page, change: Callable[[], None], holds: str, arg: object = None) -> None:
+    """Make ``change`` to a setting until, once the page has saved its settings, it ``holds`` (JS).
+
+    A settings panel builds its controls when it first opens, and in the moment after, Gradio can
+    put a control's first value back over what was just typed or picked (faster than a person
+    acts, not faster than a test), and saves that. So the change is made again until the page
+    keeps it.
+    """
+    saved_or_lost = f"([before, arg]) => localStorage.getItem('speakstream-settings') !== before || !({holds})(arg)"
+    for _ in range(5):
+        before = page.evaluate("() => localStorage.getItem('speakstream-settings')")
+        change()
+        page.wait_for_function(saved_or_lost, arg=[before, arg])
+        if page.evaluate(holds, arg):
+            return
+    raise AssertionError(f"the page never kept the setting: {holds} ({arg!r})")
+
+
 def set_system_prompt(page, text: str) -> None:
-    """Type a system prompt and wait until the page has it (it saves the settings it holds)."""
-    before = page.evaluate("() => localStorage.getItem('speakstream-settings')")
-    page.get_by_label("System prompt").fill(text)
-    page.wait_for_function("(before) => localStorage.getItem('speakstream-settings') !== before", arg=before)
+    """Type a system prompt (its panel open) and wait until the page keeps it."""
+    change_setting(
+        page,
+        lambda: page.get_by_label("System prompt").fill(text),
+        "(text) => document.querySelector('#system-prompt textarea').value === text",
+        text,
+    )
+
+
+def choose_voice(page, name: str) -> None:
+    """Pick a voice (its panel open) and wait until the page keeps it."""
+
+    def pick() -> None:
+        page.get_by_label("Voice", exact=True).click()
+        page.get_by_role("option", name=name).click()
+
+    change_setting(page, pick, "(name) => document.querySelector('#voice input').value === name", name)
 
 
 def open_settings(page) -> None:
@@ -140,7 +172,11 @@ def reload_until(page, condition: str, arg: object = None) -> None:
             return
         except PlaywrightTimeout:
             continue
-    raise AssertionError(f"after 10 reloads, still not {condition}")
+    shown = page.evaluate(
+        "() => ({chat: [...document.querySelectorAll('#chat .bot, #chat .user')].map((turn) => turn.innerText),"
+        " system_prompt: document.querySelector('#system-prompt textarea').value})"
+    )
+    raise AssertionError(f"after 10 reloads, still not {condition} (with {arg!r}); the page shows {shown!r}")
 
 
 def test_the_conversation_and_settings_survive_a_reload_until_clear(page) -> None:
@@ -266,13 +302,10 @@ def test_clear_empties_the_conversation(page) -> None:
 
 def test_changing_the_voice_changes_the_voice_used(page) -> None:
     page.get_by_text("Voice and replay").click()
-    voice = page.get_by_label("Voice", exact=True)
-    voice.click()
-    page.get_by_role("option", name="glow-tts (Coqui TTS)").click()
+    choose_voice(page, "glow-tts (Coqui TTS)")
     send(page, "Hi! How are you today?")
     assert "voice glow-tts (Coqui TTS)" in wait_for_stats(page)
-    voice.click()
-    page.get_by_role("option", name="Joe (Piper, offline)").click()
+    choose_voice(page, "Joe (Piper, offline)")
     clear_and_wait(page)
     send(page, "Hi! How are you today?")
     assert "voice Joe (Piper, offline)" in wait_for_stats(page)
