@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,10 +31,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
+    parser.add_argument(
+        "--untrained-glow-tts",
+        action="store_true",
+        help="glow-tts at the released shapes with random weights (its speed, never its sound), "
+        "for machines that cannot fetch the released voice",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS + LONG_SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if args.untrained_glow_tts:
+        from speakstream.bench.untrained_coqui import install_untrained_glow_tts
+
+        home = Path(tempfile.mkdtemp(prefix="speakstream-tts-"))
+        install_untrained_glow_tts(home)
+        os.environ["TTS_HOME"] = str(home)  # for this process and the apps it starts
+        print(f"glow-tts: untrained, at the released shapes, in {home}")
     settings = load_settings([])
     configure_logging("WARNING")
     for name in args.sections or SECTIONS:
