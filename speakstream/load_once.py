@@ -15,6 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+# A failed load answers with its reason for this long before it is tried again.
+RETRY_AFTER_SECONDS = 60.0
+# Loads that may be under way or waiting at once (one runs at a time).
+MAX_WAITING_LOADS = 3
 
 
 class LoadOnce(Generic[T]):
@@ -31,10 +35,10 @@ class LoadOnce(Generic[T]):
         load: Callable[[str], T],
         lock: threading.Lock,
         *,
-        retry_after: float,
-        max_waiting: int,
         too_many: Callable[[], Exception],
         remember: Callable[[BaseException], bool] = lambda error: True,
+        retry_after: float = RETRY_AFTER_SECONDS,
+        max_waiting: int = MAX_WAITING_LOADS,
     ) -> None:
         self._load = load
         self._lock = lock

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from speakstream.llm.model import LanguageModel
-from speakstream.llm.pool import RETRY_AFTER_SECONDS, ModelBusy, ModelPool
+from speakstream.llm.pool import ModelBusy, ModelPool
 from speakstream.llm.sources import ModelLoadError
+from speakstream.load_once import RETRY_AFTER_SECONDS
 from speakstream.server import assemble
 from speakstream.settings import DEFAULT_LLM, Settings
 from speakstream.text.conversation import content_text

@@ -45,11 +45,6 @@ log = logging.getLogger(__name__)
 # the hub allows), never a path on the server.
 HUB_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 GB = 1e9
-# A model that failed to load answers with its reason for this long before it is tried again
-# (not when it only found no room: that passes as soon as a model is free).
-RETRY_AFTER_SECONDS = 60.0
-# Loads that may be under way or waiting at once (one runs at a time).
-MAX_WAITING_LOADS = 3
 
 
 class ModelBusy(ModelLoadError):
@@ -106,8 +101,6 @@ class ModelPool:
             "model",
             self._load,
             self._lock,
-            retry_after=RETRY_AFTER_SECONDS,
-            max_waiting=MAX_WAITING_LOADS,
             too_many=lambda: ModelBusy("Other models are loading for other users right now; try again in a minute."),
             remember=lambda error: not isinstance(error, ModelBusy),  # no room passes once a model is free
         )

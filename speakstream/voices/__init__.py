@@ -31,11 +31,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "load_voices"]
 
-# A voice that failed to load gives its reason for this long before it is tried again.
-RETRY_AFTER_SECONDS = 60.0
-# Voice loads that may be under way or waiting at once (one runs at a time).
-MAX_WAITING_LOADS = 3
-
 
 @dataclass
 class VoiceSet:
@@ -57,8 +52,6 @@ class VoiceSet:
             "voice",
             self._load,
             self._lock,
-            retry_after=RETRY_AFTER_SECONDS,
-            max_waiting=MAX_WAITING_LOADS,
             too_many=lambda: VoiceLoadError("other voices are loading right now; try again in a minute"),
         )
 
