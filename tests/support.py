@@ -19,6 +19,7 @@ __all__ = [
     "WAIT_SECONDS",
     "free_port",
     "generation_threads",
+    "player_segments",
     "serve",
     "wait_until",
     "words",
@@ -49,6 +50,18 @@ def own_openmp_threads() -> int:
 
     info = torch.__config__.parallel_info()
     return int(info.split("omp_get_max_threads() :")[1].split()[0])
+
+
+def player_segments(values: list[dict]) -> list[dict]:
+    """The segments a client of the Web Audio player's updates ``values`` collects, in order,
+    as the page does: each index once, failing when one was never carried."""
+    collected: list[dict] = []
+    for value in values:
+        for index, segment in sorted((int(key), segment) for key, segment in value["segments"].items()):
+            if index >= len(collected):
+                assert index == len(collected), f"segment {len(collected)} was in no update"
+                collected.append(segment)
+    return collected
 
 
 def words(text: str) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from speakstream.audio.segments import FADE_SECONDS, resample, with_fades
+from speakstream.audio.segments import FADE_SECONDS, from_first_sound, resample, with_fades
 from speakstream.pipeline.timeline import Timeline
 
 RATE = 22050
@@ -42,6 +42,15 @@ def test_fades_silence_both_ends_and_leave_the_middle() -> None:
 def test_a_segment_shorter_than_two_fades_is_faded_over_its_halves() -> None:
     assert with_fades(np.full(4, 1000, dtype=np.int16), RATE).tolist() == [0, 500, 500, 0]
     assert with_fades(np.full(1, 1000, dtype=np.int16), RATE).tolist() == [1000]
+
+
+def test_a_reply_starts_a_fade_before_its_first_sound_and_silence_alone_is_kept() -> None:
+    quiet = np.zeros(RATE // 10, dtype=np.int16)
+    samples = np.concatenate([quiet, tone(0.5, RATE)])
+    start = from_first_sound(samples, RATE)
+    assert start.size == pytest.approx(samples.size - quiet.size + RATE * FADE_SECONDS, abs=2)
+    assert np.array_equal(start[-RATE // 4 :], samples[-RATE // 4 :])
+    assert from_first_sound(quiet, RATE) is quiet
 
 
 def timeline(*segments: tuple[float, float]) -> Timeline:

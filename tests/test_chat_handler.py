@@ -22,10 +22,11 @@ from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
 from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ReplyChoices, client_address, load_model, respond, supersede
 from speakstream.ui.page import PICKS_AT_ONCE, build_ui
+from speakstream.ui.player import SEGMENTS_PER_UPDATE
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
-from support import WAIT_SECONDS, generation_threads, wait_until
+from support import WAIT_SECONDS, generation_threads, player_segments, wait_until
 
 ANSWER = "Paris is the capital of France. It is lovely in spring, and the food is good."
 MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
@@ -58,20 +59,41 @@ def test_a_message_clears_the_box_shows_both_turns_then_streams_the_reply_and_it
     assert "first token" in stats and "voice Silent (tests)" in stats and stats.endswith("model scripted")
 
 
+def player_values(outputs: list) -> list[dict]:
+    """What one reply sent to the Web Audio player, update by update."""
+    return [out[2] for out in outputs if isinstance(out[2], dict) and "reply" in out[2]]
+
+
+# Short chunks: more segments in one reply than one update carries
+SHORT_CHUNKS = {"chunk_min_chars": 5, "chunk_max_chars": 16, "first_chunk_min_chars": 5, "first_chunk_max_chars": 16}
+
+
 def test_the_player_gets_each_segment_once_with_the_text_it_speaks_and_the_replay_holds_them_all() -> None:
-    handlers = app()
+    handlers = app(**SHORT_CHUNKS)
     outputs = list(respond(handlers, "Hi", []))
-    values = [out[2] for out in outputs if isinstance(out[2], dict) and "reply" in out[2]]
-    assert values[0]["segments"] == [] and len({value["reply"] for value in values}) == 1
-    counts = [len(value["segments"]) for value in values]
-    assert counts == sorted(counts) and counts[-1] == len(handlers.voices.get(None).spoken) >= 2
+    values = player_values(outputs)
+    assert values[0]["segments"] == {} and len({value["reply"] for value in values}) == 1
+    segments = player_segments(values)
+    assert len(segments) == len(handlers.voices.get(None).spoken) > SEGMENTS_PER_UPDATE
+    assert max(len(value["segments"]) for value in values) == SEGMENTS_PER_UPDATE, "an update's size is bounded"
     assert values[-1]["done"] and not any(value["done"] for value in values[:-1])
-    segments = values[-1]["segments"]
     assert "".join(segment["text"] for segment in segments).replace(" ", "") == ANSWER.replace(" ", "")
     pcm = np.concatenate([np.frombuffer(base64.b64decode(segment["pcm"]), dtype="<i2") for segment in segments])
     assert values[-1]["rate"] == handlers.pipeline.sample_rate
     rate, replay = outputs[-1][3]
     assert rate == handlers.pipeline.sample_rate and np.array_equal(replay, pcm)
+
+
+def test_updates_merged_on_the_way_lose_no_segment_while_fewer_than_one_update_carries() -> None:
+    handlers = app(**SHORT_CHUNKS)
+    values = player_values(list(respond(handlers, "Hi", [])))
+    changed = [after for before, after in itertools.pairwise(values) if after["segments"] != before["segments"]]
+    every = player_segments(changed)
+    # The page sees only every SEGMENTS_PER_UPDATE-th update (and the last), as when the ones between merge
+    merged = [*changed[SEGMENTS_PER_UPDATE - 1 :: SEGMENTS_PER_UPDATE], changed[-1]]
+    assert player_segments(merged) == every
+    with pytest.raises(AssertionError, match="was in no update"):
+        player_segments([*changed[SEGMENTS_PER_UPDATE :: SEGMENTS_PER_UPDATE + 1], changed[-1]])
 
 
 def test_a_finished_reply_is_what_the_browser_keeps() -> None:

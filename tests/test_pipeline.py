@@ -10,8 +10,10 @@ import dataclasses
 import itertools
 import threading
 
+import numpy as np
 import pytest
 
+from speakstream.audio.segments import FADE_SECONDS
 from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline, ReplyUpdate
 from speakstream.server import assemble
 from speakstream.settings import Settings
@@ -139,6 +141,38 @@ def test_a_voice_that_fails_leaves_the_text_going() -> None:
     updates = reply(pipeline_for(ScriptedModel(STORY), SilentVoice(fail=True)))
     assert updates[-1].final and updates[-1].text == STORY
     assert not any(update.audio is not None for update in updates)
+
+
+class PausingVoice(SilentVoice):
+    """Says every chunk after a tenth of a second of silence, as real voices do."""
+
+    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+        sound = super()._synthesize(text, length_scale)
+        return np.concatenate([np.zeros(self.sample_rate // 10, dtype=np.float32), np.full_like(sound, 0.5)])
+
+
+def test_the_first_sound_of_a_reply_is_not_delayed_by_the_silence_before_it_and_later_pauses_stay() -> None:
+    pipeline = pipeline_for(ScriptedModel(STORY), PausingVoice())
+    first, *later = [update.audio for update in reply(pipeline) if update.audio is not None]
+    assert np.flatnonzero(first)[0] <= pipeline.sample_rate * FADE_SECONDS + 1
+    assert later and all(np.flatnonzero(audio)[0] >= pipeline.sample_rate // 10 for audio in later)
+
+
+def test_a_reader_that_cannot_start_ends_the_reply_with_its_error() -> None:
+    pipeline = pipeline_for(ScriptedModel(STORY), SilentVoice(), chunk_min_chars=50, chunk_max_chars=20)
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def consume() -> None:
+        try:
+            reply(pipeline)
+        except ValueError as error:
+            failures.append(error)
+        done.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert wait_until(done.is_set), "the reply never ended"
+    assert failures and "chunk sizes" in str(failures[0])
 
 
 def test_text_only_never_calls_the_voice() -> None:

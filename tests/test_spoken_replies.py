@@ -33,7 +33,7 @@ from speakstream.ui.handlers import ChatApp
 from speakstream.voices import VoiceSet
 
 from fakes import SilentVoice
-from support import free_port, generation_threads, serve, wait_until
+from support import free_port, generation_threads, player_segments, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -138,9 +138,8 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
 
 
 def segments_of(outputs: list) -> list[dict]:
-    """The Web Audio player's segments, as the last update of a reply left them."""
-    values = [out[2] for out in outputs if isinstance(out[2], dict) and "segments" in out[2]]
-    return values[-1]["segments"]
+    """The Web Audio player's segments, collected from a reply's updates as the page does."""
+    return player_segments([out[2] for out in outputs if isinstance(out[2], dict) and "segments" in out[2]])
 
 
 def test_api_callers_get_each_segment_as_pcm_and_together_they_are_the_replay(app_url: str) -> None:
@@ -194,6 +193,7 @@ def test_the_readme_client_saves_each_spoken_segment(app_url: str, tmp_path: Pat
     snippet = readme.split("**From a program.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(tmp_path)
     exec(snippet.replace("http://127.0.0.1:7860/", app_url), {})
-    saved = sorted(tmp_path.glob("segment-*.wav"))
+    saved = sorted(tmp_path.glob("segment-*.wav"), key=lambda path: int(path.stem.split("-")[1]))
     assert len(saved) >= 2
+    assert [path.name for path in saved] == [f"segment-{index}.wav" for index in range(len(saved))], "none skipped"
     assert all(soundfile.info(str(path)).samplerate == 22050 and soundfile.info(str(path)).frames for path in saved)

@@ -8,6 +8,8 @@ import numpy as np
 import soundfile
 
 FADE_SECONDS = 0.005
+# Quieter than this (-40 dBFS) counts as silence when looking for a reply's first sound.
+SILENCE_LEVEL = 328
 
 
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
@@ -30,6 +32,15 @@ def with_fades(samples: np.ndarray, rate: int) -> np.ndarray:
     out[:n] *= ramp
     out[-n:] *= ramp[::-1]
     return out.astype(np.int16)
+
+
+def from_first_sound(samples: np.ndarray, rate: int) -> np.ndarray:
+    """``samples`` from a fade's length before their first sound: the silence a voice puts before
+    a reply's first word is only more waiting for the listener."""
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) > SILENCE_LEVEL)
+    if loud.size == 0:
+        return samples
+    return samples[max(0, int(loud[0]) - int(rate * FADE_SECONDS)) :]
 
 
 def silence(seconds: float, rate: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speakstream.audio.segments import resample, with_fades
+from speakstream.audio.segments import from_first_sound, resample, with_fades
 from speakstream.llm.model import ChatModel, Message, Sampling
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
@@ -184,8 +184,8 @@ class ReplyPipeline:
         chunks: queue.Queue[str | None],
     ) -> None:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
-        chunker = TextChunker(rules_from_settings(self.settings))
         try:
+            chunker = TextChunker(rules_from_settings(self.settings))
             for piece in options.model.stream_reply(prompt, stop, options.sampling, pause, self.cores):
                 events.put(("text", piece))
                 for chunk in chunker.feed(piece):
@@ -214,6 +214,7 @@ class ReplyPipeline:
         voice = options.voice
         assert voice is not None
         cleaner = SpeechCleaner(voice.language)
+        first = True
         try:
             while (chunk := chunks.get()) is not None:
                 if stop.is_set():
@@ -236,7 +237,10 @@ class ReplyPipeline:
                 timeline.synthesis_seconds += time.perf_counter() - started
                 if samples.size == 0 or stop.is_set():
                     continue
-                samples = with_fades(resample(samples, voice.sample_rate, self.sample_rate), self.sample_rate)
+                samples = resample(samples, voice.sample_rate, self.sample_rate)
+                if first:  # the reply's first sound comes as soon as it can
+                    samples, first = from_first_sound(samples, self.sample_rate), False
+                samples = with_fades(samples, self.sample_rate)
                 timeline.audio_seconds += samples.size / self.sample_rate
                 events.put(("audio", (samples, shown)))
         finally:

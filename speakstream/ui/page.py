@@ -143,8 +143,9 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         controls = [named[name] for name in SAVED_CONTROLS]
         quick: dict[str, Any] = {"api_visibility": "private", "concurrency_limit": None}
         # Replies share one concurrency limit; quick events (Clear, Undo, saving) never wait behind them.
-        # A new message first stops this session's running reply (a quick step), then waits for a
-        # place; a message sent while a reply runs is taken, never dropped ("multiple").
+        # A new message first stops this session's running reply (a quick step, answered directly
+        # rather than through the queue: one round trip less before the reply starts), then waits
+        # for a place; a message sent while a reply runs is taken, never dropped ("multiple").
         reply: dict[str, Any] = {
             "fn": app.chat,
             "inputs": [message, chatbot, *(named[name] for name in REPLY_CONTROLS), session],
@@ -159,6 +160,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             "inputs": [session],
             "js": STOP_JS,
             "trigger_mode": "multiple",
+            "queue": False,
             **quick,
         }
         keep_chat: dict[str, Any] = {"fn": remember_chat, "inputs": [chatbot], "outputs": [saved_chat], **quick}

@@ -1,12 +1,15 @@
 """How a reply's audio reaches the listener: the page's Web Audio player, or Gradio's HLS stream.
 
-Web Audio (the default): each update of the reply carries the reply's id and its segments so
-far (16-bit PCM, base64, with the text each one speaks). Gradio sends only what is new in the
-list, through its own queue and event stream. The page schedules each segment with
-``AudioBufferSourceNode.start(t)`` right after the one before, so there is no gap while the
-server is ahead, remembers how many it scheduled (a repeated or merged update never plays a
-segment twice or skips one), stops every scheduled segment at once on Stop, a new message,
-Clear or Undo, and ignores whatever still arrives for a stopped reply.
+Web Audio (the default): each update of the reply carries the reply's id and its newest
+segments (16-bit PCM, base64, with the text each one speaks), keyed by their index in the
+reply. Gradio sends only what changed (the new key), through its own queue and event stream,
+and what the page and the server hold per update stays the same size however long the reply
+(the whole reply so far made every update cost more than the one before). The page schedules
+each segment with ``AudioBufferSourceNode.start(t)`` right after the one before, so there is
+no gap while the server is ahead, remembers how many it scheduled (a repeated update never
+plays a segment twice; updates merged on the way lose nothing while they are fewer than
+``SEGMENTS_PER_UPDATE``), stops every scheduled segment at once on Stop, a new message, Clear
+or Undo, and ignores whatever still arrives for a stopped reply.
 
 HLS (``--player hls``): Gradio's own ``gr.Audio(streaming=True)``, which re-encodes every
 segment to AAC with ffmpeg and plays an HLS playlist polled by hls.js; first sound comes
@@ -17,6 +20,7 @@ later and playback can stall (see the README's Benchmarks). Kept as the baseline
 from __future__ import annotations
 
 import base64
+from collections import deque
 from typing import Any
 
 import gradio as gr
@@ -25,6 +29,9 @@ import numpy as np
 from speakstream.audio.segments import silence, wav_bytes
 
 SEGMENT_TAIL_SECONDS = 0.1
+# The newest segments each Web Audio update carries: a segment comes at most a few a second,
+# so the page would have to miss this many updates in a row to lose one.
+SEGMENTS_PER_UPDATE = 4
 
 PLAYER_TEMPLATE = """
 <div class="speakstream-player" data-state="idle">
@@ -51,13 +58,20 @@ PLAYER_JS = r"""
 const root = element.querySelector('.speakstream-player');
 const label = root.querySelector('.state');
 const volume = root.querySelector('input[type=range]');
-const LEAD = 0.02;  // seconds from scheduling to playing a segment when nothing is playing
+const LEAD = 0.005;  // seconds from scheduling to playing a segment when nothing is playing
 const LABELS = {idle: 'Idle', speaking: 'Speaking', stopped: 'Stopped',
                 blocked: 'Sound is blocked by the browser: click here to hear the reply'};
 const player = window.speakstreamPlayer = {
   ctx: null, gain: null, analyser: null, reply: null, scheduled: 0, next: 0, done: false,
-  sources: [], stopped: new Set(), state: 'idle', log: [], lastMatch: 0,
+  sources: [], stopped: new Set(), state: 'idle', log: [], lastMatch: 0, played: 0, underruns: 0, lost: 0,
 };
+const LOG_LENGTH = 1000;  // the newest scheduled segments kept in player.log
+// For the console and scripts: what the player is doing and how far ahead of the speaker it is.
+player.getState = () => ({
+  state: player.state, reply: player.reply, queued: player.ctx ? Math.max(0, player.next - player.ctx.currentTime) : 0,
+  played: player.played, underruns: player.underruns, lost: player.lost,
+});
+player.getQueueLength = () => player.sources.length;
 const saved = Number(localStorage.getItem('speakstream-volume'));
 if (localStorage.getItem('speakstream-volume') !== null && saved >= 0 && saved <= 1) volume.value = String(saved);
 const style = document.createElement('style');
@@ -91,10 +105,12 @@ volume.addEventListener('input', () => {
 });
 
 function samples(base64) {
-  const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-  const ints = new Int16Array(bytes.buffer);
-  const floats = new Float32Array(ints.length);
-  for (let i = 0; i < ints.length; i++) floats[i] = ints[i] / 32768;
+  const bytes = atob(base64);
+  const floats = new Float32Array(bytes.length >> 1);
+  for (let i = 0; i < floats.length; i++) {
+    const value = bytes.charCodeAt(2 * i) | (bytes.charCodeAt(2 * i + 1) << 8);  // 16-bit little-endian
+    floats[i] = (value >= 32768 ? value - 65536 : value) / 32768;
+  }
   return floats;
 }
 function schedule(segment, index, rate) {
@@ -107,13 +123,17 @@ function schedule(segment, index, rate) {
   source.buffer = buffer;
   source.connect(player.gain);
   // Right after the segment before when that one is still playing (no gap), else as soon as possible.
-  const start = player.next > ctx.currentTime ? player.next : ctx.currentTime + LEAD;
+  const ahead = player.next > ctx.currentTime;
+  if (!ahead && index > 0) player.underruns += 1;  // the reply's sound ran out before this segment came
+  const start = ahead ? player.next : ctx.currentTime + LEAD;
   source.start(start);
   const item = {source, start, end: start + buffer.duration, text: segment.text || '', index, reply: player.reply};
   player.next = item.end;
   player.sources.push(item);
   player.log.push({reply: player.reply, index, start, end: item.end, arrived: ctx.currentTime});
-  source.onended = () => { player.sources = player.sources.filter((s) => s !== item); show(); };
+  if (player.log.length > LOG_LENGTH) player.log.splice(0, player.log.length - LOG_LENGTH);
+  // Once played, nothing refers to the segment's buffer any more: memory stays flat over a long chat.
+  source.onended = () => { player.played += 1; player.sources = player.sources.filter((s) => s !== item); show(); };
 }
 function silence() {
   for (const item of player.sources) {
@@ -197,9 +217,14 @@ watch('value', () => {
     Object.assign(player, {reply: value.reply, scheduled: 0, done: false, lastMatch: 0});
     player.state = 'idle';
   }
-  const segments = value.segments || [];
-  for (let i = player.scheduled; i < segments.length; i++) schedule(segments[i], i, value.rate);
-  player.scheduled = Math.max(player.scheduled, segments.length);
+  const segments = value.segments || {};
+  const indices = Object.keys(segments).map(Number).sort((a, b) => a - b);
+  for (const index of indices) {
+    if (index < player.scheduled) continue;  // already scheduled
+    player.lost += index - player.scheduled;  // more updates merged than one carries
+    schedule(segments[index], index, value.rate);
+    player.scheduled = index + 1;
+  }
   player.done = Boolean(value.done);
   show();
 });
@@ -243,22 +268,25 @@ def pcm_base64(samples: np.ndarray) -> str:
 
 
 class WebAudioStream:
-    """What one reply sends to the Web Audio player: its id, its sample rate, its segments so far."""
+    """What one reply sends to the Web Audio player: its id, its sample rate, its newest segments by index."""
 
     def __init__(self, reply: str, rate: int) -> None:
         self.reply = reply
         self.rate = rate
-        self.segments: list[dict[str, str]] = []
+        self.count = 0
+        self.newest: deque[tuple[int, dict[str, str]]] = deque(maxlen=SEGMENTS_PER_UPDATE)
 
     def value(self, done: bool = False) -> dict[str, Any]:
-        # A new list each time: Gradio sends the difference from the value it sent before.
-        return {"reply": self.reply, "rate": self.rate, "segments": list(self.segments), "done": done}
+        # A new dict each time: Gradio sends the difference from the value it sent before.
+        segments = {str(index): segment for index, segment in self.newest}
+        return {"reply": self.reply, "rate": self.rate, "segments": segments, "done": done}
 
     def start(self) -> Any:
         return self.value()
 
     def segment(self, samples: np.ndarray, text: str) -> list[Any]:
-        self.segments.append({"pcm": pcm_base64(samples), "text": text})
+        self.newest.append((self.count, {"pcm": pcm_base64(samples), "text": text}))
+        self.count += 1
         return [self.value()]
 
     def text(self) -> Any:
