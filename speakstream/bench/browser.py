@@ -3,9 +3,12 @@
 For each prompt: Enter to the first chat text, Enter to the first audible sound, and
 playback stalls (silences of 150 ms or more before the reply's audio has all played), with
 the page's Web Audio player next to Gradio's HLS audio element (``--player hls``) in the
-same run. Web Audio: sound is audible when the player's analyser sees it; a stall is a
-segment scheduled after the one before had ended. HLS: the audio element's clock moves,
-a stall is the clock standing still. Needs Playwright and Debian's Chromium (the test extras).
+same run; then, once per prompt, Stop pressed while the reply speaks, to silence. Web Audio:
+sound is audible when the player's analyser sees it; a stall is a segment scheduled after
+the one before had ended; the transport is from the server handing out the first segment
+(its clock, the same machine's) to that sound. HLS: the audio element's clock moves, a
+stall is the clock standing still, silence is the element paused. Needs Playwright and
+Debian's Chromium (the test extras).
 """
 
 from __future__ import annotations
@@ -23,16 +26,19 @@ from speakstream.settings import Settings
 # when sound was first audible, and (HLS) every stretch where the audio clock stood still.
 PROBE_JS = """
 () => {
-  const m = window.__probe = {t0: null, text: null, audio: null, stalls: [], last: -1, still: null};
+  const m = window.__probe = {t0: null, text: null, audio: null, heardAt: null, stalls: [], last: -1, still: null};
   document.addEventListener('keydown', (e) => { if (e.key === 'Enter') m.t0 = performance.now(); }, true);
   setInterval(() => {
     if (m.t0 === null) return;
     const now = performance.now();
-    const bots = document.querySelectorAll('#chat .bot');
-    if (m.text === null && bots.length && bots[bots.length - 1].innerText.trim()) m.text = now - m.t0;
+    const bots = document.querySelectorAll('#chat .bot');  // textContent: no layout forced every 5 ms
+    if (m.text === null && bots.length && bots[bots.length - 1].textContent.trim()) m.text = now - m.t0;
     const player = window.speakstreamPlayer;
     if (player) {
-      if (m.audio === null && player.level() > 0.001) m.audio = now - m.t0;
+      if (m.audio === null && player.level() > 0.001) {
+        m.audio = now - m.t0;
+        m.heardAt = performance.timeOrigin + now;
+      }
       return;
     }
     const a = document.querySelector('#reply-audio audio');
@@ -57,6 +63,27 @@ WEBAUDIO_STALLS_JS = """
   return stalls;
 }
 """
+# Web Audio: from the server handing out the reply's first segment to its first sound.
+TRANSPORT_JS = """
+() => {
+  const p = window.speakstreamPlayer, m = window.__probe;
+  const first = p.log.find((entry) => entry.reply === p.reply && entry.index === 0);
+  return first && first.sent && m.heardAt ? m.heardAt - first.sent : null;
+}
+"""
+# Milliseconds from Stop until the reply is silent (Web Audio: the analyser hears nothing; HLS: paused).
+STOP_JS = """
+() => new Promise((resolve) => {
+  const p = window.speakstreamPlayer, a = document.querySelector('#reply-audio audio');
+  const t0 = performance.now();
+  document.querySelector('#stop').click();
+  const check = () => {
+    const silent = p ? p.level() === 0 && p.sources.length === 0 : a.paused;
+    if (silent) resolve(performance.now() - t0); else setTimeout(check, 1);
+  };
+  check();
+})
+"""
 PLAYED_JS = """
 () => {
   const p = window.speakstreamPlayer;
@@ -80,12 +107,27 @@ def _measure(page, url: str, prompt: str) -> dict:
     spoken = float(re.search(r"audio ([\d.]+) s", page.locator("#stats").inner_text()).group(1))
     page.wait_for_function(PLAYED_JS, timeout=(spoken + 60) * 1000)
     probe = page.evaluate("() => window.__probe")
+    transport = None
     if page.evaluate("() => Boolean(window.speakstreamPlayer)"):
         probe["stalls"] = page.evaluate(WEBAUDIO_STALLS_JS)
+        transport = page.evaluate(TRANSPORT_JS)
     gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
     if os.environ.get("SPEAKSTREAM_BENCH_DEBUG"):
         print("    stalls:", probe["stalls"])
-    return {"text": probe["text"], "audio": probe["audio"], "gaps": gaps, "spoken": spoken}
+    return {"text": probe["text"], "audio": probe["audio"], "transport": transport, "gaps": gaps, "spoken": spoken}
+
+
+def _stop_to_silence(page, url: str, prompt: str) -> float:
+    """Send ``prompt``, press Stop once its reply has spoken for a second, and time the silence."""
+    page.goto(url)
+    box = page.get_by_label("Message", exact=True)
+    box.wait_for()
+    page.evaluate(PROBE_JS)
+    box.fill(prompt)
+    box.press("Enter")
+    page.wait_for_function("() => window.__probe.audio !== null", timeout=60_000)
+    page.wait_for_timeout(1000)
+    return page.evaluate(STOP_JS)
 
 
 def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, runs: int) -> None:
@@ -100,26 +142,25 @@ def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, run
     rows = []
     for name in ("hls", "webaudio"):
         print(f"player {name}:")
-        results = _browse(prompts, runs, settings_env({"player": name}))
+        results, stops = _browse(prompts, runs, settings_env({"player": name}))
         rows.append(
             [
                 name,
                 median_p90([r["text"] for r in results]),
                 median_p90([r["audio"] for r in results]),
+                median_p90([r["transport"] for r in results]),
                 str(sum(len(r["gaps"]) for r in results)),
                 f"{sum(sum(r['gaps']) for r in results):.2f}",
                 str(sum(bool(r["gaps"]) for r in results)),
                 str(len(results)),
+                median_p90(stops),
             ]
         )
-    print(
-        table(
-            ["player", "Enter→text ms", "Enter→audible ms", "stalls", "stall s", "replies with stalls", "replies"], rows
-        )
-    )
+    headers = ["player", "Enter→text ms", "Enter→audible ms", "server→audible ms", "stalls", "stall s"]
+    print(table([*headers, "replies with stalls", "replies", "Stop→silence ms"], rows))
 
 
-def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> list[dict]:
+def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> tuple[list[dict], list[float]]:
     from playwright.sync_api import sync_playwright
 
     port = free_port()
@@ -127,7 +168,7 @@ def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> list[dict]:
     with log_path.open("w") as log:
         process = start_app(port, env, log)
     url = f"http://127.0.0.1:{port}/"
-    results = []
+    results, stops = [], []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -139,11 +180,17 @@ def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> list[dict]:
                     results.append(result)
                     print(
                         f"  {prompt[:40]:40s} first text {result['text'] or 0:6.0f} ms, first audible "
-                        f"{result['audio'] or 0:6.0f} ms, {len(result['gaps'])} gaps ({sum(result['gaps']):.2f} s), "
+                        f"{result['audio'] or 0:6.0f} ms (server→audible {result['transport'] or 0:4.0f}), "
+                        f"{len(result['gaps'])} gaps ({sum(result['gaps']):.2f} s), "
                         f"{result['spoken']:.1f} s spoken"
                     )
+            for prompt in prompts:
+                context = browser.new_context()
+                stops.append(_stop_to_silence(context.new_page(), url, prompt))
+                context.close()
+            print(f"  Stop → silence: {', '.join(f'{ms:.0f}' for ms in stops)} ms")
             browser.close()
     finally:
         stop_app(process)
     print(f"  (app log: {log_path})")
-    return results
+    return results, stops

@@ -20,6 +20,7 @@ later and playback can stall (see the README's Benchmarks). Kept as the baseline
 from __future__ import annotations
 
 import base64
+import time
 from collections import deque
 from typing import Any
 
@@ -130,7 +131,7 @@ function schedule(segment, index, rate) {
   const item = {source, start, end: start + buffer.duration, text: segment.text || '', index, reply: player.reply};
   player.next = item.end;
   player.sources.push(item);
-  player.log.push({reply: player.reply, index, start, end: item.end, arrived: ctx.currentTime});
+  player.log.push({reply: player.reply, index, start, end: item.end, arrived: ctx.currentTime, sent: segment.at});
   if (player.log.length > LOG_LENGTH) player.log.splice(0, player.log.length - LOG_LENGTH);
   // Once played, nothing refers to the segment's buffer any more: memory stays flat over a long chat.
   source.onended = () => { player.played += 1; player.sources = player.sources.filter((s) => s !== item); show(); };
@@ -285,7 +286,9 @@ class WebAudioStream:
         return self.value()
 
     def segment(self, samples: np.ndarray, text: str) -> list[Any]:
-        self.newest.append((self.count, {"pcm": pcm_base64(samples), "text": text}))
+        # "at": the server's clock when the segment was handed out (ms), for measuring the transport
+        segment = {"pcm": pcm_base64(samples), "text": text, "at": round(time.time() * 1000)}
+        self.newest.append((self.count, segment))
         self.count += 1
         return [self.value()]
 

@@ -233,6 +233,10 @@ def test_the_whole_reply_is_heard_back_to_back(page) -> None:
     for before, after in itertools.pairwise(segments):
         if after["arrived"] < before["end"]:  # it came while the one before was playing: no gap at all
             assert after["start"] == pytest.approx(before["end"], abs=1e-6)
+    state = player(page, "p.getState()")
+    assert state["played"] == len(segments) and state["lost"] == 0 and state["queued"] == 0, state
+    late = sum(after["arrived"] >= before["end"] for before, after in itertools.pairwise(segments))
+    assert state["underruns"] == late, "each segment that came after the sound ran out is an underrun"
     wait_for_player(page, "p.level() === 0")  # silent once the reply has been heard
 
 
