@@ -1,7 +1,8 @@
 """What an operator sees of a running server: Prometheus metrics at ``/metrics``, counts only.
 
 Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
-place; first audio and decoding speed; models loaded; voices waiting for a core. Never any text of a conversation.
+place; first audio and decoding speed; models loaded; sessions kept; voices waiting for a core.
+Never any text of a conversation.
 Each app has a registry of its own (tests run several apps in one process).
 """
 
@@ -34,6 +35,11 @@ class Metrics:
             "speakstream_replies_waiting", "Messages waiting in the queue for a reply's place", registry=self.registry
         )
         self.models_loaded = Gauge("speakstream_models_loaded", "Language models in memory", registry=self.registry)
+        self.sessions = Gauge(
+            "speakstream_sessions",
+            "Sessions whose state the server keeps (at most --max-sessions)",
+            registry=self.registry,
+        )
         self.voices_waiting = Gauge(
             "speakstream_voices_waiting_for_a_core",
             "Voices waiting for a CPU core (often non-zero: the machine is short of cores)",

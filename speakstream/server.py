@@ -69,7 +69,7 @@ def assemble(
 def start(app: ChatApp, **launch: Any) -> gr.Blocks:
     """Build the page for ``app`` and serve it (``launch``: Gradio's launch options), with ``/metrics``."""
     demo = build_ui(app)
-    demo.launch(prevent_thread_lock=True, **launch)
+    demo.launch(prevent_thread_lock=True, state_session_capacity=app.settings.max_sessions, **launch)
     serve_metrics(demo.app, app.metrics)
     return demo
 

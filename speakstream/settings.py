@@ -196,6 +196,11 @@ class Settings:
     share: bool = _opt(False, "Ask Gradio for a temporary public link.", env="GRADIO_SHARE")
     concurrency_limit: int = _opt(2, "Replies generated at the same time (the rest wait in the queue).")
     queue_size: int = _opt(16, "Requests that may wait in the queue before users are told it is busy.")
+    max_sessions: int = _opt(
+        1000,
+        "Browser and API sessions whose state the server keeps; beyond that the least recently used is "
+        "forgotten (each one holds its last outputs, so many new sessions cannot grow memory without end).",
+    )
     download_models: bool = _opt(
         False, "Download and cache every default model and voice, then exit (for image builds, offline prep)."
     )
@@ -259,6 +264,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "port": (1, 65535),
     "concurrency_limit": (1, None),
     "queue_size": (1, None),
+    "max_sessions": (1, None),
 }
 
 

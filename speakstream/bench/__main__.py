@@ -32,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
     parser.add_argument(
+        "--players", default="hls,webaudio", help="browser: the players measured, comma-separated (hls, webaudio)"
+    )
+    parser.add_argument(
         "--untrained-glow-tts",
         action="store_true",
         help="glow-tts at the released shapes with random weights (its speed, never its sound), "
@@ -73,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             from speakstream.bench.browser import bench_browser
 
-            bench_browser(settings, args.prompts, args.limit, args.runs)
+            bench_browser(settings, args.prompts, args.limit, args.runs, args.players.split(","))
 
 
 if __name__ == "__main__":
