@@ -212,7 +212,7 @@ def test_a_client_that_disconnects_mid_reply_stops_it_and_frees_its_threads(serv
 
 
 def test_many_new_sessions_cannot_grow_what_the_server_keeps_beyond_its_bound() -> None:
-    with scripted_server(ANSWER, max_sessions=3, rate_limit=0) as bounded:
+    with scripted_server(ANSWER, max_sessions=3, rate_limit=0, allow_custom_models=True) as bounded:
         for visitor in range(6):
             assert final_chat(submit(bounded, "Hi!", address=f"10.0.1.{visitor}"))
         assert counted(bounded)["speakstream_sessions"] == 3, "the least recently used sessions are forgotten"

@@ -95,13 +95,18 @@ PLAYED_JS = """
 """
 
 
-def _measure(page, url: str, prompt: str) -> dict:
+def _ask(page, url: str, prompt: str) -> None:
+    """Open the page, start the probe, and send ``prompt`` with Enter (the moment timed from)."""
     page.goto(url)
     box = page.get_by_label("Message", exact=True)
     box.wait_for()
     page.evaluate(PROBE_JS)
     box.fill(prompt)
     box.press("Enter")
+
+
+def _measure(page, url: str, prompt: str) -> dict:
+    _ask(page, url, prompt)
     page.wait_for_function(
         "() => (document.querySelector('#stats')?.innerText || '').includes('first token')", timeout=180_000
     )
@@ -120,12 +125,7 @@ def _measure(page, url: str, prompt: str) -> dict:
 
 def _stop_to_silence(page, url: str, prompt: str) -> float:
     """Send ``prompt``, press Stop once its reply has spoken for a second, and time the silence."""
-    page.goto(url)
-    box = page.get_by_label("Message", exact=True)
-    box.wait_for()
-    page.evaluate(PROBE_JS)
-    box.fill(prompt)
-    box.press("Enter")
+    _ask(page, url, prompt)
     page.wait_for_function("() => window.__probe.audio !== null", timeout=60_000)
     page.wait_for_timeout(1000)
     return page.evaluate(STOP_JS)

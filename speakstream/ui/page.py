@@ -214,10 +214,10 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             **quick,
         ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
     demo.queue(max_size=settings.queue_size)
-    # Gradio has no public size for its queue nor its sessions; read them where Gradio keeps them (gradio
-    # pinned; tests/test_served_rules.py, tests/test_adversarial.py).
+    # Gradio has no public size for its queue nor count of its sessions (its state holder, set up at
+    # launch, keeps one entry per session); read them where Gradio keeps them (gradio pinned;
+    # tests/test_served_rules.py, tests/test_adversarial.py).
     app.metrics.replies_waiting.set_function(lambda: len(demo._queue))
-    app.metrics.models_loaded.set_function(lambda: len(app.models.loaded))
-    # Sessions are Gradio's too: its state holder (set up at launch) keeps one entry per session.
     app.metrics.sessions.set_function(lambda: len(demo.state_holder.session_data))
+    app.metrics.models_loaded.set_function(lambda: len(app.models.loaded))
     return demo
