@@ -147,7 +147,9 @@ class SilentVoice(Voice):
     """A test voice: 60 ms of quiet a character, logged as ``speak <n>`` / ``spoke <n>`` per chunk.
 
     ``before_chunk(n)`` runs before chunk ``n`` is synthesized (the test's pace); ``fail``
-    makes every chunk raise.
+    makes every chunk raise. With ``lead_seconds``, a chunk asked for its start early hands
+    that much to ``lead`` first (logged as ``lead <n>``), as glow-tts does, then runs
+    ``after_lead(n)`` before making the rest.
     """
 
     key = "silent"
@@ -155,16 +157,26 @@ class SilentVoice(Voice):
     sample_rate = 22050
 
     def __init__(
-        self, events: Events | None = None, before_chunk: Hook | None = None, fail: bool = False, key: str = "silent"
+        self,
+        events: Events | None = None,
+        before_chunk: Hook | None = None,
+        fail: bool = False,
+        key: str = "silent",
+        lead_seconds: float = 0.0,
+        after_lead: Hook | None = None,
     ) -> None:
         super().__init__()
         self.key = key
         self.events = events or Events()
         self.before_chunk = before_chunk
         self.fail = fail
+        self.lead_seconds = lead_seconds
+        self.after_lead = after_lead
         self.spoken: list[str] = []
 
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+    ) -> np.ndarray:
         number = len(self.spoken)
         self.spoken.append(text)
         self.events.add(f"speak {number}")
@@ -172,8 +184,16 @@ class SilentVoice(Voice):
             self.before_chunk(number)
         if self.fail:
             raise RuntimeError("the voice broke")
+        sound = np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
+        start = int(self.lead_seconds * self.sample_rate)
+        if lead is not None and 0 < start < sound.size:
+            lead(sound[:start])
+            self.events.add(f"lead {number}")
+            if self.after_lead is not None:
+                self.after_lead(number)
+            sound = sound[start:]
         self.events.add(f"spoke {number}")
-        return np.full(int(0.06 * len(text) * self.sample_rate * length_scale), 0.01, dtype=np.float32)
+        return sound
 
 
 @dataclasses.dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -146,9 +147,35 @@ def test_a_voice_that_fails_leaves_the_text_going() -> None:
 class PausingVoice(SilentVoice):
     """Says every chunk after a tenth of a second of silence, as real voices do."""
 
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-        sound = super()._synthesize(text, length_scale)
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+    ) -> np.ndarray:
+        sound = super()._synthesize(text, length_scale, lead)
         return np.concatenate([np.zeros(self.sample_rate // 10, dtype=np.float32), np.full_like(sound, 0.5)])
+
+
+def test_a_voice_that_can_hands_out_the_start_of_the_first_chunk_before_the_rest_and_they_join_without_fades() -> None:
+    """The listener hears the first chunk's start while its rest is still being made; later
+    chunks come whole. The start and the rest are one chunk's speech: no fade where they meet."""
+    events = Events()
+    voice = SilentVoice(events, lead_seconds=0.2, after_lead=lambda n: events.wait_for(f"heard {n}"))
+    pipeline = pipeline_for(ScriptedModel(STORY, events=events), voice)
+    heard = []
+    for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
+        if update.audio is not None:
+            heard.append((update.audio, update.spoken))
+            events.add(f"heard {len(heard) - 1}")
+    assert events.index("heard 0") < events.index("spoke 0")  # the start reached the consumer first
+    assert events.items.count("lead 0") == 1 and not any(
+        item.startswith("lead ") for item in events.items[1:] if item != "lead 0"
+    )
+    (start, first_text), (rest, rest_text), *later = heard
+    assert first_text == rest_text == voice.spoken[0] and len(later) == len(voice.spoken) - 1
+    assert start.size == int(0.2 * voice.sample_rate)
+    chunk = np.concatenate([start, rest])
+    fade = int(pipeline.sample_rate * FADE_SECONDS)
+    assert chunk[0] == 0 and chunk[-1] < chunk[fade]  # faded in and out at the chunk's ends
+    assert (chunk[fade:-fade] == chunk[fade]).all()  # and nowhere in between
 
 
 def test_the_first_sound_of_a_reply_is_not_delayed_by_the_silence_before_it_and_later_pauses_stay() -> None:

@@ -10,7 +10,7 @@ import dataclasses
 import io
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -126,9 +126,11 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
     cores = WatchedCores(2)
 
     class PatientVoice(SilentVoice):
-        def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+        def _synthesize(
+            self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        ) -> np.ndarray:
             assert wait_until(lambda: any(speaking for speaking, _ in cores.seen))
-            return super()._synthesize(text, length_scale)
+            return super()._synthesize(text, length_scale, lead)
 
     unpaused = dataclasses.replace(settings, pause_for_first_audio=False)
     pipeline = ReplyPipeline(unpaused, VoiceSet({"silent": PatientVoice()}, "silent"), WordFilter([]), cores)

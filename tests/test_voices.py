@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from speakstream.bench.untrained_coqui import install_untrained_glow_tts
 from speakstream.settings import DEFAULT_TTS_MODEL, Settings
 from speakstream.voices import CoquiVoice, PiperVoice, Voice, load_voices
+from speakstream.voices.coqui import LEAD_SECONDS
 
 from support import own_openmp_threads
 from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
@@ -61,12 +64,48 @@ def test_glow_tts_speaks_on_the_one_core_the_cpu_budget_gives_a_voice(
     glow_tts: CoquiVoice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     threads: list[int] = []
-    speak = glow_tts._tts.tts
+    model = glow_tts._tts.synthesizer.tts_model
+    speak = model.synthesize
     monkeypatch.setattr(
-        glow_tts._tts, "tts", lambda *args, **kw: threads.append(own_openmp_threads()) or speak(*args, **kw)
+        model, "synthesize", lambda *args, **kw: threads.append(own_openmp_threads()) or speak(*args, **kw)
     )
     assert glow_tts.synthesize("Hello there.", 1.0).size > 0
     assert threads == [1]
+
+
+def test_glow_tts_adds_no_silence_after_a_chunk(glow_tts: CoquiVoice) -> None:
+    """Coqui's ``tts()`` ends every call with 0.45 s of silence: between our chunks, a hole mid-sentence."""
+    samples = glow_tts.synthesize("Sure, here is a quick one.")
+    sound = np.flatnonzero(np.abs(samples) > 0)
+    assert samples.size - 1 - sound[-1] < 0.01 * glow_tts.sample_rate
+
+
+@pytest.fixture(scope="session")
+def glow_tts_at_released_shapes(tmp_path_factory: pytest.TempPathFactory) -> CoquiVoice:
+    home = tmp_path_factory.mktemp("tts_home_full")
+    install_untrained_glow_tts(home)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TTS_HOME", str(home))
+        return CoquiVoice(DEFAULT_TTS_MODEL).load()
+
+
+@pytest.mark.parametrize("size", ["small", "released shapes"])
+def test_glow_tts_hands_out_the_start_of_its_speech_early_and_it_joins_the_rest_exactly(
+    size: str, request: pytest.FixtureRequest
+) -> None:
+    """At the released shapes too: the vocoder's context on each side of the cut is enough."""
+    glow_tts = request.getfixturevalue("glow_tts" if size == "small" else "glow_tts_at_released_shapes")
+    text = "Here is a longer first chunk, so that it has a start to hand out."
+    torch.manual_seed(0)  # glow-tts draws its noise: the same seed gives the same speech
+    whole = glow_tts.synthesize(text)
+    starts: list[np.ndarray] = []
+    torch.manual_seed(0)
+    rest = glow_tts.synthesize(text, lead=starts.append)
+    assert len(starts) == 1 and starts[0].dtype == np.int16
+    hop = glow_tts._tts.synthesizer.vocoder_ap.hop_length
+    assert starts[0].size == round(LEAD_SECONDS * glow_tts.sample_rate / hop) * hop
+    joined = np.concatenate([starts[0], rest])
+    assert joined.size == whole.size and np.abs(joined.astype(np.int32) - whole).max() <= 1
 
 
 def test_glow_tts_loads_from_local_model_and_vocoder_folders(tiny_tts_home: Path) -> None:

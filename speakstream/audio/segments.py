@@ -22,15 +22,18 @@ def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     return (np.clip(out, -1.0, 1.0) * 32767).astype(np.int16)
 
 
-def with_fades(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Fade the first and last few milliseconds in and out, so joined segments have no clicks."""
+def with_fades(samples: np.ndarray, rate: int, fade_in: bool = True, fade_out: bool = True) -> np.ndarray:
+    """Fade the first and last few milliseconds in and out, so joined segments have no clicks
+    (not where two pieces of one chunk's speech meet: they join sample-exactly)."""
     n = min(int(rate * FADE_SECONDS), samples.size // 2)
-    if n == 0:
+    if n == 0 or not (fade_in or fade_out):
         return samples
     ramp = np.linspace(0.0, 1.0, n, endpoint=False, dtype=np.float32)
     out = samples.astype(np.float32)
-    out[:n] *= ramp
-    out[-n:] *= ramp[::-1]
+    if fade_in:
+        out[:n] *= ramp
+    if fade_out:
+        out[-n:] *= ramp[::-1]
     return out.astype(np.int16)
 
 

@@ -15,6 +15,7 @@ itself, so nothing is joined on the caller's thread.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -214,7 +215,22 @@ class ReplyPipeline:
         voice = options.voice
         assert voice is not None
         cleaner = SpeechCleaner(voice.language)
-        first = True
+        first = True  # the reply's first sound is still to come
+        begun = False  # the chunk being spoken has handed out its start already
+
+        def hand_out(samples: np.ndarray, shown: str, end: bool) -> None:
+            """Queue a piece of a chunk's speech; fades only where the chunk starts and ends."""
+            nonlocal first, begun
+            start, begun = not begun, not end
+            if samples.size == 0 or stop.is_set():
+                return
+            samples = resample(samples, voice.sample_rate, self.sample_rate)
+            if first:  # the reply's first sound comes as soon as it can
+                samples, first = from_first_sound(samples, self.sample_rate), False
+            samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)
+            timeline.audio_seconds += samples.size / self.sample_rate
+            events.put(("audio", (samples, shown)))
+
         try:
             while (chunk := chunks.get()) is not None:
                 if stop.is_set():
@@ -226,22 +242,18 @@ class ReplyPipeline:
                 started = time.perf_counter()
                 if timeline.first_audio is None and self.settings.pause_for_first_audio:
                     pause.set()
+                # Until the first sound is out, a voice that can hands out the start of its speech early.
+                lead = functools.partial(hand_out, shown=shown, end=False) if first else None
                 try:
-                    samples = voice.synthesize(spoken, options.speaking_rate, self.cores.voice_speaking())
+                    samples = voice.synthesize(spoken, options.speaking_rate, self.cores.voice_speaking(), lead)
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     timeline.voice_failures += 1
+                    begun = False
                     continue
                 finally:
                     pause.clear()
                 timeline.synthesis_seconds += time.perf_counter() - started
-                if samples.size == 0 or stop.is_set():
-                    continue
-                samples = resample(samples, voice.sample_rate, self.sample_rate)
-                if first:  # the reply's first sound comes as soon as it can
-                    samples, first = from_first_sound(samples, self.sample_rate), False
-                samples = with_fades(samples, self.sample_rate)
-                timeline.audio_seconds += samples.size / self.sample_rate
-                events.put(("audio", (samples, shown)))
+                hand_out(samples, shown, end=True)
         finally:
             events.put(("done", "voice"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -30,20 +31,33 @@ class Voice(ABC):
         self._lock = threading.Lock()
 
     def synthesize(
-        self, text: str, speaking_rate: float = 1.0, while_speaking: AbstractContextManager[Any] | None = None
+        self,
+        text: str,
+        speaking_rate: float = 1.0,
+        while_speaking: AbstractContextManager[Any] | None = None,
+        lead: Callable[[np.ndarray], None] | None = None,
     ) -> np.ndarray:
         """Samples for ``text`` (int16, mono, at ``sample_rate``); empty when there is nothing to say.
 
         ``speaking_rate`` above 1 speaks faster; both engines take its inverse as length scale.
         ``while_speaking`` is entered only once this voice is free (a reply waiting for another
-        reply's synthesis holds no core meanwhile).
+        reply's synthesis holds no core meanwhile). A voice that can finish the start of its
+        speech before the rest hands that start to ``lead`` as soon as it has it and returns
+        only the rest; the others ignore ``lead`` and return everything.
         """
         if not any(ch.isalnum() for ch in text):
             return np.zeros(0, dtype=np.int16)
+        early = None if lead is None else (lambda samples: lead(_int16(samples)))
         with self._lock, while_speaking or nullcontext():
-            samples = np.asarray(self._synthesize(text, 1.0 / speaking_rate), dtype=np.float32).reshape(-1)
-        return (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
+            return _int16(self._synthesize(text, 1.0 / speaking_rate, early))
 
     @abstractmethod
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
-        """Float samples in [-1, 1] for non-empty ``text``."""
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+    ) -> np.ndarray:
+        """Float samples in [-1, 1] for non-empty ``text`` (after those given to ``lead``, if it gives any)."""
+
+
+def _int16(samples: np.ndarray) -> np.ndarray:
+    flat = np.asarray(samples, dtype=np.float32).reshape(-1)
+    return (np.clip(flat, -1.0, 1.0) * 32767).astype(np.int16)

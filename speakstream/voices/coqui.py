@@ -1,9 +1,17 @@
-"""Coqui TTS voices (default: glow-tts trained on LJSpeech, with its default vocoder)."""
+"""Coqui TTS voices (default: glow-tts trained on LJSpeech, with its default vocoder).
+
+A chunk is spoken through the model's own ``synthesize`` and the vocoder's ``inference``
+rather than ``TTS.tts()``, which ends every call with 0.45 s of silence (a pause between
+sentences for whole texts, a hole in the middle of a sentence for our chunks), and vocodes
+the whole chunk before any of it can be heard. Here the vocoder can run in two parts: the
+start of a reply's first chunk is handed out while the rest is still being vocoded.
+"""
 
 from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +21,12 @@ from speakstream.torch_threads import in_passing_thread
 from speakstream.voices.base import Voice, VoiceLoadError
 
 log = logging.getLogger(__name__)
+
+# The start of a chunk handed out early: long enough to cover vocoding the rest.
+LEAD_SECONDS = 0.3
+# Mel frames on each side of a cut: the vocoder's parts then join exactly (multiband-MelGAN
+# at its released shapes differs by under 1e-6 from one pass; 8 frames leave 5e-6).
+CONTEXT_FRAMES = 16
 
 
 def _checkpoint(folder: Path) -> tuple[str, str]:
@@ -88,7 +102,9 @@ class CoquiVoice(Voice):
         log.info("Voice %s loaded (%d Hz)", self.label, self.sample_rate)
         return self
 
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+    ) -> np.ndarray:
         """Synthesis runs torch, so on a passing thread, whoever calls (see speakstream.torch_threads),
         and on one torch thread: the one core the CPU budget gives a voice."""
         import torch
@@ -97,9 +113,45 @@ class CoquiVoice(Voice):
         if hasattr(model, "length_scale"):
             model.length_scale = self._base_length_scale * length_scale
 
-        def speak() -> Any:
+        def speak() -> np.ndarray:
             torch.set_num_threads(1)
-            return self._tts.tts(text, split_sentences=False)
+            with torch.inference_mode():
+                return self._speech(text, lead)
 
-        speech = in_passing_thread(speak, name="speakstream-speak")
-        return np.asarray(speech, dtype=np.float32)
+        return in_passing_thread(speak, name="speakstream-speak")
+
+    def _speech(self, text: str, lead: Callable[[np.ndarray], None] | None) -> np.ndarray:
+        synthesizer = self._tts.synthesizer
+        model, vocoder = synthesizer.tts_model, synthesizer.vocoder_model
+        trim = bool(synthesizer.tts_config.audio.get("do_trim_silence"))
+        outputs = model.synthesize(text, use_griffin_lim=vocoder is None, do_trim_silence=trim)
+        if vocoder is None:  # the model speaks samples itself (or through Griffin-Lim)
+            return np.asarray(outputs["wav"], dtype=np.float32).reshape(-1)
+        mel = self._vocoder_input(outputs["outputs"]["model_outputs"][0])
+        frames = mel.shape[-1]
+        cut = round(LEAD_SECONDS * synthesizer.output_sample_rate / synthesizer.vocoder_ap.hop_length)
+        if lead is not None and frames > cut + CONTEXT_FRAMES:
+            hop = synthesizer.vocoder_ap.hop_length
+            lead(self._vocode(mel[..., : cut + CONTEXT_FRAMES])[: cut * hop])
+            rest = self._vocode(mel[..., cut - CONTEXT_FRAMES :])[CONTEXT_FRAMES * hop :]
+        else:
+            rest = self._vocode(mel)
+        # Coqui's own trim: the silence after the speech (the start is never cut: it may be out already)
+        return rest[: model.ap.find_endpoint(rest)] if trim else rest
+
+    def _vocoder_input(self, spectrogram: Any) -> Any:
+        """The model's output spectrogram in the vocoder's own scale and frame rate, as Coqui's Synthesizer does."""
+        import torch
+        from TTS.vocoder.utils.generic_utils import interpolate_vocoder_input
+
+        synthesizer = self._tts.synthesizer
+        mel = synthesizer.tts_model.ap.denormalize(spectrogram.detach().cpu().numpy().T).T
+        mel = synthesizer.vocoder_ap.normalize(mel.T)
+        scale = synthesizer.vocoder_config["audio"]["sample_rate"] / synthesizer.tts_model.ap.sample_rate
+        if scale != 1:
+            return interpolate_vocoder_input([1, scale], mel)
+        return torch.tensor(mel).unsqueeze(0)
+
+    def _vocode(self, mel: Any) -> np.ndarray:
+        vocoder = self._tts.synthesizer.vocoder_model
+        return vocoder.inference(mel.to(next(vocoder.parameters()).device)).cpu().numpy().reshape(-1)

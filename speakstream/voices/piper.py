@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -132,7 +133,10 @@ class PiperVoice(Voice):
         log.info("Voice %s loaded (%d Hz, gain %.2f)", self.label, self.sample_rate, self.gain)
         return self
 
-    def _synthesize(self, text: str, length_scale: float) -> np.ndarray:
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+    ) -> np.ndarray:
+        """All of a chunk at once (``lead`` unused): Piper's model makes a sentence's samples in one pass."""
         config = self._config_class(
             length_scale=length_scale * self._voice.config.length_scale, normalize_audio=False, volume=self.gain
         )
