@@ -104,7 +104,8 @@ def test_a_finished_reply_is_what_the_browser_keeps() -> None:
         {"role": "user", "content": "Hi"},
         {"role": "assistant", "content": ANSWER},
     ]
-    assert not any(isinstance(out[5], list) for out in outputs[:-1]), "saved once, when the reply is complete"
+    before = [{"role": "user", "content": "Hello"}]
+    assert all(out[5] == before for out in outputs[:-1]), "saved once, when the reply is complete"
 
 
 def test_text_only_sends_no_audio() -> None:

@@ -6,10 +6,12 @@ from one session, forged turns and the clean-up of audio files are tested in a f
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from gradio.components import Component
 from gradio_client import Client
 from gradio_client.utils import QueueError, Status
 
@@ -92,3 +94,23 @@ def test_reply_audio_files_are_deleted_once_old_enough(app: ScriptedServer) -> N
     replay = Path(final[3]["path"])
     assert replay.is_file()
     assert wait_until(lambda: not replay.exists()), "deleted after audio_file_max_age (1 s here)"
+
+
+def live_components() -> int:
+    gc.collect()
+    return sum(isinstance(thing, Component) for thing in gc.get_objects())
+
+
+def test_a_session_holds_no_more_after_many_spoken_replies_than_after_a_few() -> None:
+    """A long chat must not grow the server's memory: what Gradio keeps for a session stays the
+    same from one spoken reply to the next (once it held a copy of the player for every segment)."""
+    story = "Once upon a time, a robot lived in a quiet town. Every morning it swept the square. It was happy."
+    with scripted_server(story, rate_limit=0) as server:
+        session = client(server.url)
+        history: list = []
+        for turn in range(8):
+            if turn == 2:
+                kept = live_components()
+            history = session.predict("Go on.", history, "silent", 1.0, False, api_name="/chat")[1]
+        assert len(history) == 16 and content_text(history[-1]["content"]) == story
+        assert live_components() == kept

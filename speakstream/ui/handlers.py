@@ -53,6 +53,27 @@ SUPERSEDE_WAIT_SECONDS = 10.0
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
 
+@dataclass
+class ChatView:
+    """What a reply's outputs show now; every update repeats what has not changed.
+
+    Not ``gr.skip()``: for every skip that a value follows, Gradio 6.31 keeps a copy of the
+    output component, holding that value, for as long as the session lives (a spoken reply
+    left a few hundred KB behind). Gradio sends only what changed since its last update, so
+    a repeated value costs no traffic.
+    """
+
+    message: Any
+    history: History
+    player: Any
+    replay: Any = None
+    stats: Any = ""
+    saved: Any = None
+
+    def outputs(self) -> ChatOutputs:
+        return (self.message, self.history, self.player, self.replay, self.stats, self.saved)
+
+
 @dataclass(frozen=True)
 class ReplyChoices:
     """One user's choices for their next reply, as the page's controls (or an API caller) sent them.
@@ -156,7 +177,9 @@ def respond(
     metrics.replies_started.inc()
     metrics.replies_running.inc()
     outcome = "stopped"
-    yield "", history, stream.start(), None, "", gr.skip()
+    # The browser keeps the conversation before this message until the reply ends.
+    view = ChatView("", history, stream.start(), saved=remember_chat(before))
+    yield view.outputs()
     try:
         with app.models.lease(spec) as model:
             options = pipeline.options(
@@ -166,7 +189,7 @@ def respond(
                 speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
             )
-            for outputs in _stream_reply(app, messages, history, stop, options, session, stream):
+            for outputs in _stream_reply(app, messages, view, stop, options, session, stream):
                 if isinstance(outputs[4], str) and outputs[4]:  # the timing line: the reply is complete
                     outcome = "completed"
                 yield outputs
@@ -180,7 +203,8 @@ def respond(
         note = f"Sorry: {error}" if isinstance(error, EndpointError) else ERROR_NOTE  # a server's trouble, said plainly
         so_far = history[-1]["content"]
         history[-1] = {"role": "assistant", "content": f"{so_far}\n\n{note}" if so_far else note}
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), remember_chat(history)
+        view.saved = remember_chat(history)
+        yield view.outputs()
     finally:
         stop.set()
         ended.set()
@@ -233,7 +257,7 @@ def _admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tu
 def _stream_reply(
     app: ChatApp,
     messages: list[dict[str, str]],
-    history: History,
+    view: ChatView,
     stop: threading.Event,
     options: ReplyOptions,
     session: dict[str, Any],
@@ -241,24 +265,25 @@ def _stream_reply(
 ) -> Iterator[ChatOutputs]:
     """The reply's text, its audio for the page's player, then its whole audio, timings and the saved chat."""
     rate = app.pipeline.sample_rate
+    history = view.history
     spoken: list[np.ndarray] = []
     for update in app.pipeline.reply(messages, stop, options):
         if session.get("running", (None,))[0] is not stop:
             return  # superseded by a newer message: its reply owns the chat now
         if update.audio is None and not update.final and update.text == history[-1]["content"]:
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()  # nothing new: Stop gets a turn
+            yield view.outputs()  # nothing new: Stop gets a turn
             continue
         history[-1] = {"role": "assistant", "content": update.text}
         if update.audio is not None:
             spoken.append(update.audio)
             for audio in stream.segment(update.audio, update.spoken):
-                yield gr.skip(), history, audio, gr.skip(), gr.skip(), gr.skip()
+                view.player = audio
+                yield view.outputs()
         elif update.final:
             timeline = update.timeline
-            whole = None
             if spoken:
                 samples = np.concatenate(spoken)
-                whole = app.replays.write(samples, rate) if app.replays else (rate, samples)
+                view.replay = app.replays.write(samples, rate) if app.replays else (rate, samples)
             if timeline.voice_failures:
                 gr.Warning(
                     f"The voice could not speak {timeline.voice_failures} part(s) of this reply"
@@ -268,9 +293,11 @@ def _stream_reply(
                 app.metrics.first_audio.observe(timeline.first_audio)
             if timeline.tokens_per_second is not None:
                 app.metrics.tokens_per_second.observe(timeline.tokens_per_second)
-            yield gr.skip(), history, stream.end(), whole, timeline.summary(), remember_chat(history)
+            view.player, view.stats, view.saved = stream.end(), timeline.summary(), remember_chat(history)
+            yield view.outputs()
         else:
-            yield gr.skip(), history, stream.text(), gr.skip(), gr.skip(), gr.skip()
+            view.player = stream.text()
+            yield view.outputs()
 
 
 def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:

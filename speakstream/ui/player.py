@@ -276,11 +276,13 @@ class WebAudioStream:
         self.rate = rate
         self.count = 0
         self.newest: deque[tuple[int, dict[str, str]]] = deque(maxlen=SEGMENTS_PER_UPDATE)
+        self.shown: dict[str, Any] = {}
 
     def value(self, done: bool = False) -> dict[str, Any]:
         # A new dict each time: Gradio sends the difference from the value it sent before.
         segments = {str(index): segment for index, segment in self.newest}
-        return {"reply": self.reply, "rate": self.rate, "segments": segments, "done": done}
+        self.shown = {"reply": self.reply, "rate": self.rate, "segments": segments, "done": done}
+        return self.shown
 
     def start(self) -> Any:
         return self.value()
@@ -293,7 +295,7 @@ class WebAudioStream:
         return [self.value()]
 
     def text(self) -> Any:
-        return gr.skip()
+        return self.shown  # unchanged: nothing is sent
 
     def end(self) -> Any:
         return self.value(done=True)
