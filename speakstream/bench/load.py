@@ -5,7 +5,8 @@ X-Forwarded-For header the server trusts from a local proxy): it sends a prompt,
 the whole spoken reply, and sends the next. The rate limit is off (this measures load, not
 limits). The concurrent phase runs twice, without and with the shared CPU budget
 (``--share-cores``), in the same run; the sequential phase runs with today's defaults and
-short replies (48 tokens), since it looks for memory or threads that grow.
+short replies (48 tokens) from 10 sessions in turn, since it looks for memory or threads that
+grow with replies.
 Prints replies completed, queue-full answers, errors, first audio and tokens/s per reply
 (from its timing line), and the server's memory and threads at the start and the end.
 Only ever talks to 127.0.0.1.
@@ -108,11 +109,16 @@ def concurrent_users(server: Server, prompts: list[str], users: int, seconds: fl
     return tally
 
 
+SEQUENTIAL_SESSIONS = 10
+
+
 def one_after_another(server: Server, prompts: list[str], replies: int) -> Tally:
+    """Short replies (48 tokens) in turn from the same few sessions: memory that grows here grows
+    with replies, not with sessions (those are bounded by ``--max-sessions``)."""
     tally = Tally()
+    sessions = [server.client(1000 + index) for index in range(SEQUENTIAL_SESSIONS)]
     for index in range(replies):
-        # Short replies (48 tokens): this phase looks for memory or threads that grow; a new session every 25.
-        tally.ask(server.client(1000 + index // 25), prompts[index % len(prompts)], 48)
+        tally.ask(sessions[index % len(sessions)], prompts[index % len(prompts)], 48)
         if index % 50 == 49:
             print(f"  after {index + 1} replies: {server.footprint()}", flush=True)
     return tally
