@@ -238,6 +238,25 @@ def test_the_model_is_asked_to_pause_until_the_first_sound_is_out_and_never_afte
     assert last not in model.paused_at
 
 
+def test_the_model_still_waits_while_the_voice_makes_the_rest_of_a_chunk_whose_start_is_out() -> None:
+    """The start of the first chunk has reached the consumer and it has moved on; the model's
+    next token comes while the voice still makes the rest, so the rest gets the cores too."""
+    events = Events()
+    model = ScriptedModel(STORY, events=events)
+    voice = SilentVoice(events, lead_seconds=0.2)
+    pipeline = pipeline_for(model, voice)
+    first = emitted_at(model.pieces, pipeline.settings)[0] + 1
+    model.before_token = lambda index: index == first and events.wait_for("moved on")
+    voice.after_lead = lambda number: events.wait_for(f"token {first}")
+    for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
+        if "heard 0" in events.items and "moved on" not in events.items:
+            events.add("moved on")
+        if update.audio is not None and "heard 0" not in events.items:
+            events.add("heard 0")
+    assert events.index("heard 0") < events.index(f"token {first}") < events.index("spoke 0")
+    assert first in model.paused_at
+
+
 def test_listed_words_are_masked_in_the_text_and_never_spoken() -> None:
     voice = SilentVoice()
     updates = reply(pipeline_for(ScriptedModel(STORY), voice, blocked_words="robot,paint"))

@@ -109,7 +109,8 @@ class ReplyPipeline:
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         # The first sound is what a listener waits for, so until it is out the model pauses
         # (MAX_PAUSE_SECONDS at most each time) while the voice speaks the first chunk, and again
-        # while the consumer hands that audio on: the voice and the hand-over get the cores.
+        # while the consumer hands that audio on (and the voice makes the rest of that chunk,
+        # when it handed out its start early): the voice and the hand-over get the cores.
         pause = threading.Event()
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
@@ -151,7 +152,7 @@ class ReplyPipeline:
                     yield ReplyUpdate(self.word_filter.mask(text), timeline)
                 elif kind == "audio":
                     assert isinstance(value, tuple)
-                    samples, spoken = value
+                    samples, spoken, chunk_done = value
                     first = timeline.first_audio is None
                     timeline.mark("first_audio")
                     timeline.last_audio = timeline.now()
@@ -159,7 +160,8 @@ class ReplyPipeline:
                     if first and self.settings.pause_for_first_audio:
                         pause.set()
                     yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=samples, spoken=spoken)
-                    pause.clear()
+                    if chunk_done:  # (while the voice still makes the rest of a chunk, the model waits on)
+                        pause.clear()
                 elif kind == "error":
                     assert isinstance(value, BaseException)
                     raise value
@@ -229,7 +231,7 @@ class ReplyPipeline:
                 samples, first = from_first_sound(samples, self.sample_rate), False
             samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)
             timeline.audio_seconds += samples.size / self.sample_rate
-            events.put(("audio", (samples, shown)))
+            events.put(("audio", (samples, shown, end)))
 
         try:
             while (chunk := chunks.get()) is not None:
