@@ -60,7 +60,9 @@ class ChatView:
     Not ``gr.skip()``: for every skip that a value follows, Gradio 6.31 keeps a copy of the
     output component, holding that value, for as long as the session lives (a spoken reply
     left a few hundred KB behind). Gradio sends only what changed since its last update, so
-    a repeated value costs no traffic.
+    a repeated value costs no traffic. The message box is the exception: the page would put
+    the repeated "" over what the user is typing meanwhile, so it is skipped after the reply's
+    first update (one small copy of the box a reply).
     """
 
     message: Any
@@ -180,6 +182,7 @@ def respond(
     # The browser keeps the conversation before this message until the reply ends.
     view = ChatView("", history, stream.start(), saved=remember_chat(before))
     yield view.outputs()
+    view.message = gr.skip()
     try:
         with app.models.lease(spec) as model:
             options = pipeline.options(

@@ -212,6 +212,7 @@ WATCH_REPLY_JS = """
 
 
 def test_enter_streams_the_reply_in_steps(page) -> None:
+    page.locator("#chat").wait_for()  # the page can show the message box before the chat is mounted
     page.evaluate(WATCH_REPLY_JS)
     send(page, "Tell me a short story about a robot who learns to paint.")
     wait_for_stats(page)
