@@ -64,7 +64,9 @@ class CoreBudget:
     ``per_model`` threads (``--threads``: small models decode no faster on more), so on a big
     machine several replies run side by side without sharing at all. With ``share=False``
     model threads always run ``per_model`` threads and voices never wait (the behaviour
-    before sharing).
+    before sharing). A page on this machine that shows a reply as it streams (the local link)
+    renders every token on these same cores and cannot wait its turn: while one does, no model
+    thread runs on more threads than the cores it leaves (:meth:`page_showing`).
     """
 
     def __init__(self, cores: int, per_model: int | None = None, share: bool = True) -> None:
@@ -73,6 +75,7 @@ class CoreBudget:
         self.share = share
         self._speaking = 0
         self._waiting_voices = 0
+        self._pages = 0
         self._models: dict[int, int] = {}  # model thread -> threads it runs with now
         self._changed = threading.Condition()
         self._applied = threading.local()
@@ -98,12 +101,13 @@ class CoreBudget:
         """
         if not self.share:
             return self.per_model
+        most = min(self.per_model, max(1, self.cores - self._pages))
         free = self.cores - self._speaking - self._waiting_voices
         if free <= 0 or me not in self._models:
-            return min(max(free, 0), self.per_model)
+            return min(max(free, 0), most)
         models = list(self._models)  # in the order they started
         base, extra = divmod(free, len(models))
-        return min(self.per_model, base + (1 if models.index(me) < extra else 0))
+        return min(most, base + (1 if models.index(me) < extra else 0))
 
     def _room(self, me: int) -> int:
         """Model thread ``me``'s share, as far as the others have already given cores up (lock held)."""
@@ -141,6 +145,20 @@ class CoreBudget:
         yield
 
     @contextmanager
+    def page_showing(self) -> Iterator[None]:
+        """A browser on this machine renders a reply while this lasts: model threads leave it a core
+        (at their next token). Spinning OpenMP workers that share a core with the browser wait on
+        each other at every kernel, which costs more than the second thread gains."""
+        with self._changed:
+            self._pages += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._pages -= 1
+                self._changed.notify_all()
+
+    @contextmanager
     def voice_speaking(self) -> Iterator[None]:
         """A voice synthesizes: it waits for a core of its own (models give one up at their next token)."""
         with self._changed:
@@ -162,6 +180,12 @@ class CoreBudget:
         """Voices waiting for a core (each model gives one up at its next token)."""
         with self._changed:
             return self._waiting_voices
+
+    @property
+    def pages_showing(self) -> int:
+        """Replies streaming to a page on this machine now."""
+        with self._changed:
+            return self._pages
 
     @property
     def voices_speaking(self) -> int:

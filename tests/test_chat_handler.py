@@ -20,7 +20,16 @@ from starlette.datastructures import Headers
 from speakstream.server import assemble
 from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
-from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ReplyChoices, client_address, load_model, respond, supersede
+from speakstream.ui.handlers import (
+    ERROR_NOTE,
+    ChatApp,
+    ReplyChoices,
+    client_address,
+    load_model,
+    page_on_this_machine,
+    respond,
+    supersede,
+)
 from speakstream.ui.page import PICKS_AT_ONCE, build_ui
 from speakstream.ui.player import SEGMENTS_PER_UPDATE
 from speakstream.voices import VoiceSet
@@ -184,6 +193,23 @@ def test_behind_a_proxy_the_client_is_the_address_the_proxy_saw_whatever_the_cli
     assert client_address(behind_proxies("10.16.3.80"), proxy_hops=1) == "10.16.3.80", "no header: the connection"
     assert load_settings([], {"SPACE_ID": "someone/speakstream"}).proxy_hops == 1
     assert load_settings([], {}).proxy_hops == 0 and load_settings(["--proxy-hops", "2"], {}).proxy_hops == 2
+
+
+def opened(connection: str, host: str | None) -> SimpleNamespace:
+    """A request from ``connection`` by a page opened at ``host`` (its Host header)."""
+    headers = Headers(raw=[] if host is None else [(b"host", host.encode())])
+    return SimpleNamespace(client=SimpleNamespace(host=connection), headers=headers)
+
+
+def test_a_page_is_on_this_machine_only_when_it_was_opened_at_a_local_address_from_here() -> None:
+    assert page_on_this_machine(opened("127.0.0.1", "127.0.0.1:7860"))
+    assert page_on_this_machine(opened("127.0.0.1", "localhost:7860"))
+    assert page_on_this_machine(opened("::1", "[::1]:7860"))
+    assert not page_on_this_machine(opened("127.0.0.1", "a1b2c3.gradio.live")), "a share link's tunnel"
+    assert not page_on_this_machine(opened("192.168.1.20", "127.0.0.1:7860")), "another machine, whatever it wrote"
+    assert not page_on_this_machine(opened("127.0.0.1", "127.0.0.1:7860"), proxy_hops=1), "the proxy's connection"
+    assert not page_on_this_machine(opened("127.0.0.1", None))
+    assert not page_on_this_machine(None)
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,17 @@ def test_a_client_that_floods_is_told_to_wait_even_after_a_reload_and_others_are
     assert len(client(app.url, "10.0.0.2").predict("Hi!", [], "silent", 1.0, True, api_name="/chat")[1]) == 2
 
 
+def test_a_reply_to_a_page_on_this_machine_leaves_its_browser_a_core_and_others_do_not(app: ScriptedServer) -> None:
+    pages: list[int] = []
+    app.model.before_token = lambda index: pages.append(app.app.pipeline.cores.pages_showing)
+    ask(app.url, "Hi!").result()  # gradio_client opens the local link, like a browser here
+    assert pages and set(pages) == {1}
+    pages.clear()
+    client(app.url, "10.0.0.3").predict("Hi!", [], "silent", 1.0, True, api_name="/chat")
+    assert pages and set(pages) == {0}
+    assert app.app.pipeline.cores.pages_showing == 0, "the core is back once the reply is written"
+
+
 def test_listed_words_are_refused_before_the_model_sees_them(app: ScriptedServer) -> None:
     assert ask(app.url, "Oh darn, what now?").result()[1] == []
     assert app.model.prompts == []

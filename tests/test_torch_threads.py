@@ -126,6 +126,27 @@ def test_each_reply_runs_on_at_most_its_own_threads_and_a_spare_core_goes_to_the
     first.finish(), second.finish()
 
 
+def test_a_model_leaves_a_core_to_a_browser_on_this_machine_without_ever_waiting_for_it() -> None:
+    cores = CoreBudget(2)
+    model = ModelThread(cores)
+    model.start()
+    assert model.token() == 2
+    with cores.page_showing():
+        assert model.token() == 1, "the page renders each token on the other core"
+        done = threading.Event()
+        assert speak_in_background(cores, done).wait(WAIT_SECONDS), "a voice still gets a core at once"
+        assert model.token() == 1, "and the model still writes: a page never makes it wait"
+        done.set()
+    assert model.token() == 2
+    model.finish()
+    big = CoreBudget(8, per_model=2)
+    model = ModelThread(big)
+    model.start()
+    with big.page_showing():
+        assert model.token() == 2, "cores to spare: the page costs the model nothing"
+    model.finish()
+
+
 def test_without_sharing_models_keep_every_core_and_voices_never_wait() -> None:
     cores = CoreBudget(2, share=False)
     model = ModelThread(cores)

@@ -15,6 +15,7 @@ itself, so nothing is joined on the caller's thread.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -46,12 +47,14 @@ POLL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class ReplyOptions:
-    """What one reply uses: the model and its sampling, which voice at what rate (``voice=None``: text only)."""
+    """What one reply uses: the model and its sampling, which voice at what rate (``voice=None``: text only),
+    and whether the page showing it runs on this machine (its browser shares our cores)."""
 
     model: ChatModel
     sampling: Sampling
     voice: Voice | None
     speaking_rate: float = 1.0
+    page_here: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class ReplyPipeline:
         speaking_rate: float | None = None,
         speak: bool = True,
         sampling: Sampling | None = None,
+        page_here: bool = False,
     ) -> ReplyOptions:
         """Options for a reply by ``model``; each other one left out is the server's default."""
         return ReplyOptions(
@@ -94,6 +98,7 @@ class ReplyPipeline:
             sampling=sampling or Sampling.from_settings(self.settings),
             voice=self.voices.get(voice) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
+            page_here=page_here,
         )
 
     def prompt(self, messages: Sequence[Message], options: ReplyOptions) -> list[Message]:
@@ -188,16 +193,17 @@ class ReplyPipeline:
     ) -> None:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
         try:
-            chunker = TextChunker(rules_from_settings(self.settings))
-            for piece in options.model.stream_reply(prompt, stop, options.sampling, pause, self.cores):
-                events.put(("text", piece))
-                for chunk in chunker.feed(piece):
-                    timeline.mark("first_chunk")
-                    chunks.put(chunk)
-            if not stop.is_set():
-                for chunk in chunker.flush():
-                    timeline.mark("first_chunk")
-                    chunks.put(chunk)
+            with self.cores.page_showing() if options.page_here else contextlib.nullcontext():
+                chunker = TextChunker(rules_from_settings(self.settings))
+                for piece in options.model.stream_reply(prompt, stop, options.sampling, pause, self.cores):
+                    events.put(("text", piece))
+                    for chunk in chunker.feed(piece):
+                        timeline.mark("first_chunk")
+                        chunks.put(chunk)
+                if not stop.is_set():
+                    for chunk in chunker.flush():
+                        timeline.mark("first_chunk")
+                        chunks.put(chunk)
         except Exception as error:  # noqa: BLE001 - handed to reply(), which raises it
             events.put(("error", error))
         finally:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import ipaddress
 import logging
 import math
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from concurrent import futures
@@ -116,7 +118,8 @@ class ChatApp:
         *values, session = rest
         choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
         client = client_address(request, self.settings.proxy_hops)
-        yield from respond(self, message, history, choices, session, client)
+        page_here = page_on_this_machine(request, self.settings.proxy_hops)
+        yield from respond(self, message, history, choices, session, client, page_here)
 
 
 def client_address(request: gr.Request | None, proxy_hops: int = 0) -> str:
@@ -140,6 +143,29 @@ def client_address(request: gr.Request | None, proxy_hops: int = 0) -> str:
     return str(getattr(client, "host", None) or "local")
 
 
+def page_on_this_machine(request: gr.Request | None, proxy_hops: int = 0) -> bool:
+    """Whether the page that sent a message runs on this machine (the local link), so that its
+    browser renders the reply on the cores the model uses.
+
+    Both ends must be loopback: the connection, and the address the page was opened at (the
+    Host header). A share link's tunnel connects from this machine too, but its pages were
+    opened at their public name; behind a proxy (``proxy_hops``) the connection is the proxy's.
+    """
+    client = getattr(getattr(request, "client", None), "host", None)
+    headers = getattr(request, "headers", None)
+    if proxy_hops > 0 or not client or headers is None:
+        return False
+    opened_at = urllib.parse.urlsplit("//" + (headers.get("host") or "")).hostname or ""
+    return _is_loopback(client) and (opened_at == "localhost" or _is_loopback(opened_at))
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
 def respond(
     app: ChatApp,
     message: str,
@@ -147,6 +173,7 @@ def respond(
     choices: ReplyChoices = ReplyChoices(),
     session: dict[str, Any] | None = None,
     client: str = "local",
+    page_here: bool = False,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
@@ -191,6 +218,7 @@ def respond(
                 chosen.speaking_rate,
                 speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
+                page_here=page_here,
             )
             for outputs in _stream_reply(app, messages, view, stop, options, session, stream):
                 if isinstance(outputs[4], str) and outputs[4]:  # the timing line: the reply is complete
