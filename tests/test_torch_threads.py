@@ -137,6 +137,7 @@ def test_a_model_leaves_a_core_to_a_browser_on_this_machine_without_ever_waiting
         assert speak_in_background(cores, done).wait(WAIT_SECONDS), "a voice still gets a core at once"
         assert model.token() == 1, "and the model still writes: a page never makes it wait"
         done.set()
+        assert wait_until(lambda: cores.voices_speaking == 0)
     assert model.token() == 2
     model.finish()
     big = CoreBudget(8, per_model=2)
