@@ -209,6 +209,7 @@ def test_a_page_is_on_this_machine_only_when_it_was_opened_at_a_local_address_fr
     assert not page_on_this_machine(opened("192.168.1.20", "127.0.0.1:7860")), "another machine, whatever it wrote"
     assert not page_on_this_machine(opened("127.0.0.1", "127.0.0.1:7860"), proxy_hops=1), "the proxy's connection"
     assert not page_on_this_machine(opened("127.0.0.1", None))
+    assert not page_on_this_machine(opened("127.0.0.1", "[::1")), "a malformed Host header is no error"
     assert not page_on_this_machine(None)
 
 

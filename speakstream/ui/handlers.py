@@ -153,10 +153,13 @@ def page_on_this_machine(request: gr.Request | None, proxy_hops: int = 0) -> boo
     """
     client = getattr(getattr(request, "client", None), "host", None)
     headers = getattr(request, "headers", None)
-    if proxy_hops > 0 or not client or headers is None:
+    if proxy_hops > 0 or not client or headers is None or not _is_loopback(client):
         return False
-    opened_at = urllib.parse.urlsplit("//" + (headers.get("host") or "")).hostname or ""
-    return _is_loopback(client) and (opened_at == "localhost" or _is_loopback(opened_at))
+    try:
+        opened_at = urllib.parse.urlsplit("//" + (headers.get("host") or "")).hostname or ""
+    except ValueError:  # a malformed Host header
+        return False
+    return opened_at == "localhost" or _is_loopback(opened_at)
 
 
 def _is_loopback(address: str) -> bool:
