@@ -22,8 +22,8 @@ from speakstream.voices.base import Voice, VoiceLoadError
 
 log = logging.getLogger(__name__)
 
-# The start of a chunk handed out early: long enough to cover vocoding the rest (about 60 ms
-# alone, up to 220 ms while Chromium renders the page on the same 2 cores).
+# The start of a chunk handed out early: long enough to cover vocoding the rest, also while a
+# browser on the same cores slows it (bench browser's stall count is the check).
 LEAD_SECONDS = 0.4
 # Mel frames on each side of a cut: the vocoder's parts then join exactly (multiband-MelGAN
 # at its released shapes differs by under 1e-6 from one pass; 8 frames leave 5e-6).
