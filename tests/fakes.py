@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline
 from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.ui.handlers import ChatApp
@@ -126,6 +127,29 @@ class ScriptedModel:
 
     def text_tokens(self, text: str) -> int:
         return len(text.split())
+
+
+ASK = [{"role": "user", "content": "Tell me a story."}]
+
+
+@dataclasses.dataclass
+class Scripted:
+    """The app's pipeline (assembled as at start-up) with the scripted model every reply uses."""
+
+    pipeline: ReplyPipeline
+    model: ScriptedModel
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.pipeline, name)
+
+    def options(self, **choices: object) -> ReplyOptions:
+        return self.pipeline.options(self.model, **choices)
+
+
+def pipeline_for(model: ScriptedModel, voice: SilentVoice | None = None, **overrides: object) -> Scripted:
+    settings = dataclasses.replace(Settings(), **overrides)
+    voices = VoiceSet({voice.key: voice}, voice.key) if voice else VoiceSet()
+    return Scripted(assemble(model, voices, settings).pipeline, model)
 
 
 def paced(seconds: float) -> Hook:

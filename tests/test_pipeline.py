@@ -6,7 +6,6 @@ about order and state, never about how long something took.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import threading
 from collections.abc import Callable
@@ -15,41 +14,18 @@ import numpy as np
 import pytest
 
 from speakstream.audio.segments import FADE_SECONDS
-from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline, ReplyUpdate
-from speakstream.server import assemble
+from speakstream.pipeline.reply import ReplyUpdate
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
 from speakstream.text.speech_text import SpeechCleaner
-from speakstream.voices import VoiceSet
 
-from fakes import Events, ScriptedModel, SilentVoice, hold_until
+from fakes import ASK, Events, Scripted, ScriptedModel, SilentVoice, hold_until, pipeline_for
 from support import generation_threads, wait_until
 
 STORY = (
     "Once upon a time, a robot lived in a quiet town. Every morning it swept the square. "
     "One day it found a brush and some paint. It painted the sunrise, and the town loved it."
 )
-ASK = [{"role": "user", "content": "Tell me a story."}]
-
-
-@dataclasses.dataclass
-class Scripted:
-    """The app's pipeline (assembled as at start-up) with the scripted model every reply uses."""
-
-    pipeline: ReplyPipeline
-    model: ScriptedModel
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.pipeline, name)
-
-    def options(self, **choices: object) -> ReplyOptions:
-        return self.pipeline.options(self.model, **choices)
-
-
-def pipeline_for(model: ScriptedModel, voice: SilentVoice | None = None, **overrides: object) -> Scripted:
-    settings = dataclasses.replace(Settings(), **overrides)
-    voices = VoiceSet({voice.key: voice}, voice.key) if voice else VoiceSet()
-    return Scripted(assemble(model, voices, settings).pipeline, model)
 
 
 def reply(pipeline: Scripted, speak: bool = True, stop: threading.Event | None = None) -> list[ReplyUpdate]:

@@ -8,9 +8,12 @@ Three threads per reply, joined by two queues:
 The reader thread forwards each piece of text at once and feeds the chunker; the voice
 thread synthesizes chunk N while the model writes chunk N+1, so a reply takes about as
 long as the slower stage, not the sum. ``reply()`` merges both into
-:class:`ReplyUpdate` values in the order they happened. Setting ``stop`` (or closing the
-iterator) ends generation within a token and drops queued synthesis; every thread ends by
-itself, so nothing is joined on the caller's thread.
+:class:`ReplyUpdate` values in the order they happened. A :class:`Pacer` hears from all three
+and keeps the speech from running dry on a slow machine: it shortens the chunk being written
+when its audio is needed soon, and ``reply()`` keeps the first audio back while it says so.
+
+Setting ``stop`` (or closing the iterator) ends generation within a token and drops queued
+synthesis; every thread ends by itself, so nothing is joined on the caller's thread.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 
 from speakstream.audio.segments import from_first_sound, resample, with_fades
 from speakstream.llm.model import ChatModel, Message, Sampling
+from speakstream.pipeline.pacing import Pacer
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
@@ -67,6 +71,24 @@ class ReplyUpdate:
     audio: np.ndarray | None = None
     spoken: str = ""
     final: bool = False
+
+
+class ModelPause:
+    """The event the model waits on between tokens (the voice has the cores), told to the pacer too,
+    so the model's pace leaves the waits out."""
+
+    def __init__(self, pacer: Pacer, timeline: Timeline) -> None:
+        self.event = threading.Event()
+        self._pacer = pacer
+        self._timeline = timeline
+
+    def set(self) -> None:
+        self._pacer.paused(self._timeline.now())
+        self.event.set()
+
+    def clear(self) -> None:
+        self.event.clear()
+        self._pacer.resumed(self._timeline.now())
 
 
 class ReplyPipeline:
@@ -112,18 +134,19 @@ class ReplyPipeline:
         Raises the model's error, if any, after stopping the other workers.
         """
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
+        pacer = Pacer(rules_from_settings(self.settings), options.sampling.max_new_tokens)
         # The first sound is what a listener waits for, so until it is out the model pauses
         # (MAX_PAUSE_SECONDS at most each time) while the voice speaks the first chunk, and again
         # while the consumer hands that audio on (and the voice makes the rest of that chunk,
         # when it handed out its start early): the voice and the hand-over get the cores.
-        pause = threading.Event()
+        pause = ModelPause(pacer, timeline)
         events: queue.Queue[tuple[str, object]] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
         prompt = self.prompt(messages, options)
         workers = [
             threading.Thread(
                 target=self._read_text,
-                args=(prompt, stop, pause, options, timeline, events, chunks),
+                args=(prompt, stop, pause, pacer, options, timeline, events, chunks),
                 name="speakstream-text",
                 daemon=True,
             )
@@ -132,7 +155,7 @@ class ReplyPipeline:
             workers.append(
                 threading.Thread(
                     target=self._speak,
-                    args=(options, stop, pause, timeline, chunks, events),
+                    args=(options, stop, pause, pacer, timeline, chunks, events),
                     name="speakstream-voice",
                     daemon=True,
                 )
@@ -141,11 +164,22 @@ class ReplyPipeline:
             worker.start()
         text = ""
         pending = len(workers)
+        # Audio ready but kept back (the pacer's start-up cushion), as (samples, spoken, chunk done).
+        held: list[tuple[np.ndarray, str, bool]] = []
         try:
             while pending:
+                hold = pacer.hold_seconds(timeline.now()) if held else 0.0
+                if held and hold <= 0:
+                    timeline.cushion_seconds = timeline.now() - (timeline.first_ready or timeline.now())
+                    for samples, spoken, chunk_done in held:
+                        yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
+                    held.clear()
+                    continue
                 try:
-                    kind, value = events.get(timeout=POLL_SECONDS)
+                    kind, value = events.get(timeout=min(POLL_SECONDS, hold) if held else POLL_SECONDS)
                 except queue.Empty:
+                    if held:
+                        continue  # the hold is checked again above
                     if not any(worker.is_alive() for worker in workers) and events.empty():
                         break  # (what a worker put just before it ended is read first)
                     # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
@@ -157,16 +191,11 @@ class ReplyPipeline:
                     yield ReplyUpdate(self.word_filter.mask(text), timeline)
                 elif kind == "audio":
                     assert isinstance(value, tuple)
-                    samples, spoken, chunk_done = value
-                    first = timeline.first_audio is None
-                    timeline.mark("first_audio")
-                    timeline.last_audio = timeline.now()
-                    timeline.segments.append((timeline.last_audio, samples.size / self.sample_rate))
-                    if first and self.settings.pause_for_first_audio:
-                        pause.set()
-                    yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=samples, spoken=spoken)
-                    if chunk_done:  # (while the voice still makes the rest of a chunk, the model waits on)
-                        pause.clear()
+                    timeline.mark("first_ready")
+                    if held or (timeline.first_audio is None and pacer.hold_seconds(timeline.now()) > 0):
+                        held.append(value)
+                    else:
+                        yield from self._hand_out(text, *value, timeline, pacer, pause)
                 elif kind == "error":
                     assert isinstance(value, BaseException)
                     raise value
@@ -174,6 +203,8 @@ class ReplyPipeline:
                     if value == "text":
                         timeline.mark("generated")
                     pending -= 1
+            for samples, spoken, chunk_done in held:  # (all is made: nothing left to wait for)
+                yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
         finally:
             stop.set()
         timeline.mark("done")
@@ -181,11 +212,34 @@ class ReplyPipeline:
         log.debug("Reply timeline: %s", timeline.summary())
         yield ReplyUpdate(self.word_filter.mask(text), timeline, final=True)
 
+    def _hand_out(
+        self,
+        text: str,
+        samples: np.ndarray,
+        spoken: str,
+        chunk_done: bool,
+        timeline: Timeline,
+        pacer: Pacer,
+        pause: ModelPause,
+    ) -> Iterator[ReplyUpdate]:
+        """Hand a segment to the consumer; the first one pauses the model while it goes."""
+        first = timeline.first_audio is None
+        timeline.mark("first_audio")
+        timeline.last_audio = timeline.now()
+        timeline.segments.append((timeline.last_audio, samples.size / self.sample_rate))
+        pacer.handed_out(timeline.last_audio, samples.size / self.sample_rate)
+        if first and self.settings.pause_for_first_audio:
+            pause.set()
+        yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=samples, spoken=spoken)
+        if chunk_done:  # (while the voice still makes the rest of a chunk, the model waits on)
+            pause.clear()
+
     def _read_text(
         self,
         prompt: list[Message],
         stop: threading.Event,
-        pause: threading.Event,
+        pause: ModelPause,
+        pacer: Pacer,
         options: ReplyOptions,
         timeline: Timeline,
         events: queue.Queue[tuple[str, object]],
@@ -195,26 +249,34 @@ class ReplyPipeline:
         try:
             with self.cores.page_showing() if options.page_here else contextlib.nullcontext():
                 chunker = TextChunker(rules_from_settings(self.settings))
-                for piece in options.model.stream_reply(prompt, stop, options.sampling, pause, self.cores):
+                stream = options.model.stream_reply(prompt, stop, options.sampling, pause.event, self.cores)
+                for piece in stream:
                     events.put(("text", piece))
-                    for chunk in chunker.feed(piece):
-                        timeline.mark("first_chunk")
-                        chunks.put(chunk)
+                    pacer.wrote(len(piece), timeline.now())
+                    for chunk in chunker.feed(piece, pacer.chunk_limit(timeline.now())):
+                        self._cut(chunk, pacer, timeline, chunks)
+                pacer.finished_writing()
                 if not stop.is_set():
-                    for chunk in chunker.flush():
-                        timeline.mark("first_chunk")
-                        chunks.put(chunk)
+                    for chunk in chunker.flush(pacer.chunk_limit(timeline.now())):
+                        self._cut(chunk, pacer, timeline, chunks)
         except Exception as error:  # noqa: BLE001 - handed to reply(), which raises it
             events.put(("error", error))
         finally:
             chunks.put(None)
             events.put(("done", "text"))
 
+    @staticmethod
+    def _cut(chunk: str, pacer: Pacer, timeline: Timeline, chunks: queue.Queue[str | None]) -> None:
+        timeline.mark("first_chunk")
+        pacer.cut(len(chunk))
+        chunks.put(chunk)
+
     def _speak(
         self,
         options: ReplyOptions,
         stop: threading.Event,
-        pause: threading.Event,
+        pause: ModelPause,
+        pacer: Pacer,
         timeline: Timeline,
         chunks: queue.Queue[str | None],
         events: queue.Queue[tuple[str, object]],
@@ -226,18 +288,23 @@ class ReplyPipeline:
         first = True  # the reply's first sound is still to come
         begun = False  # the chunk being spoken has handed out its start already
 
-        def hand_out(samples: np.ndarray, shown: str, end: bool) -> None:
-            """Queue a piece of a chunk's speech; fades only where the chunk starts and ends."""
+        def hand_out(samples: np.ndarray, shown: str, end: bool, chars: int = 0, took: float = 0.0) -> None:
+            """Queue a piece of a chunk's speech (the whole of it made when ``end``, from ``chars``
+            characters in ``took`` seconds); fades only where the chunk starts and ends."""
             nonlocal first, begun
             start, begun = not begun, not end
-            if samples.size == 0 or stop.is_set():
+            if stop.is_set():
                 return
-            samples = resample(samples, voice.sample_rate, self.sample_rate)
-            if first:  # the reply's first sound comes as soon as it can
-                samples, first = from_first_sound(samples, self.sample_rate), False
-            samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)
-            timeline.audio_seconds += samples.size / self.sample_rate
-            events.put(("audio", (samples, shown, end)))
+            if samples.size:
+                samples = resample(samples, voice.sample_rate, self.sample_rate)
+                if first:  # the reply's first sound comes as soon as it can
+                    samples, first = from_first_sound(samples, self.sample_rate), False
+                samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)
+            seconds = samples.size / self.sample_rate
+            timeline.audio_seconds += seconds
+            pacer.audio_ready(seconds, chars, took)  # (before the reply can hear of it)
+            if samples.size:
+                events.put(("audio", (samples, shown, end)))
 
         try:
             while (chunk := chunks.get()) is not None:
@@ -246,9 +313,10 @@ class ReplyPipeline:
                 shown = self.word_filter.mask(chunk)
                 spoken = cleaner.clean(shown)
                 if not spoken:
+                    pacer.chunk_skipped(len(chunk))
                     continue
                 started = time.perf_counter()
-                if timeline.first_audio is None and self.settings.pause_for_first_audio:
+                if first and self.settings.pause_for_first_audio:
                     pause.set()
                 # Until the first sound is out, a voice that can hands out the start of its speech early.
                 lead = functools.partial(hand_out, shown=shown, end=False) if first else None
@@ -257,11 +325,13 @@ class ReplyPipeline:
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     timeline.voice_failures += 1
+                    pacer.chunk_skipped(len(chunk))
                     begun = False
                     continue
                 finally:
                     pause.clear()
-                timeline.synthesis_seconds += time.perf_counter() - started
-                hand_out(samples, shown, end=True)
+                took = time.perf_counter() - started
+                timeline.synthesis_seconds += took
+                hand_out(samples, shown, end=True, chars=len(chunk), took=took)
         finally:
             events.put(("done", "voice"))

@@ -13,7 +13,8 @@ class Timeline:
     started: float = field(default_factory=time.perf_counter)
     first_token: float | None = None
     first_chunk: float | None = None
-    first_audio: float | None = None
+    first_ready: float | None = None  # the voice made the first audio
+    first_audio: float | None = None  # ...and it was handed out (later by the cushion, if any)
     last_audio: float | None = None
     generated: float | None = None  # the model wrote its last token
     done: float | None = None
@@ -21,6 +22,7 @@ class Timeline:
     voice_failures: int = 0  # chunks the voice could not speak
     audio_seconds: float = 0.0
     synthesis_seconds: float = 0.0
+    cushion_seconds: float = 0.0  # the first audio was kept back this long, so the speech would not run dry
     # (seconds since start when a segment was handed out, its duration in seconds)
     segments: list[tuple[float, float]] = field(default_factory=list)
     voice: str = ""
@@ -74,5 +76,6 @@ class Timeline:
             f"first token {ms(self.first_token)} · first audio {ms(self.first_audio)} · "
             f"{'-' if tps is None else f'{tps:.1f}'} tokens/s · "
             f"audio {self.audio_seconds:.1f} s · real-time factor {'-' if rtf is None else f'{rtf:.2f}'} · "
-            f"voice {self.voice or 'none'} · model {self.model}"
+            + (f"cushion {ms(self.cushion_seconds)} · " if self.cushion_seconds else "")
+            + f"voice {self.voice or 'none'} · model {self.model}"
         )

@@ -10,6 +10,9 @@ The rules (all sizes configurable through :class:`ChunkRules`):
 - The first chunk of a reply may end at its first phrase break once it has
   ``first_min_chars`` characters, and is at most ``first_max_chars`` long (then it ends at
   a word boundary), so speech starts early; later chunks prefer whole sentences.
+- A caller that knows a later chunk must be shorter (its audio is needed sooner: see
+  :mod:`speakstream.pipeline.pacing`) passes a ``limit`` below ``max_chars``; it is never
+  below ``min_chars``.
 - No boundary falls inside a number ("3.14", "$1,000", "5:30", "v2.0"), an abbreviation
   or initials ("Dr. Smith", "e.g. this", "U.S. Army", "J. R. R. Tolkien"), an ellipsis, a
   URL or an e-mail address; closing quotes and brackets stay with their sentence.
@@ -81,14 +84,20 @@ class TextChunker:
         self.rules = rules
         self._buffer = ""
         self._emitted = 0
+        self._limit: int | None = None
 
-    def feed(self, text: str) -> list[str]:
-        """Add streamed text; return the chunks whose boundaries are now certain."""
+    def feed(self, text: str, limit: int | None = None) -> list[str]:
+        """Add streamed text; return the chunks whose boundaries are now certain.
+
+        ``limit``: the most characters a later chunk may have now (None: ``max_chars``).
+        """
         self._buffer += text
+        self._limit = limit
         return self._drain(final=False)
 
-    def flush(self) -> list[str]:
+    def flush(self, limit: int | None = None) -> list[str]:
         """The reply is complete: return everything still pending."""
+        self._limit = limit
         chunks = self._drain(final=True)
         rest = self._buffer.strip()
         self._buffer = ""
@@ -114,7 +123,12 @@ class TextChunker:
         """Where to cut ``buf`` now, or None while more text could change the answer."""
         rules = self.rules
         first = self._emitted == 0
-        max_chars = rules.first_max_chars if first else rules.max_chars
+        if first:
+            max_chars = rules.first_max_chars
+        elif self._limit is None:
+            max_chars = rules.max_chars
+        else:
+            max_chars = max(rules.min_chars, min(self._limit, rules.max_chars))
         last_phrase: int | None = None
         last_word: int | None = None
         i = 0
