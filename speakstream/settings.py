@@ -24,7 +24,7 @@ DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
 ENV_PREFIX = "SPEAKSTREAM_"
 WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
 PLAYER_CHOICES = ("webaudio", "hls")
-CPU_KERNEL_CHOICES = ("auto", "off")
+CPU_KERNEL_CHOICES = ("auto", "torch", "onnx", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
 
@@ -93,9 +93,9 @@ class Settings:
     seed: int | None = _opt(None, "Random seed for sampling (unset: a new one each reply).")
     weights: str = _opt(
         "auto",
-        "Model weights in memory with --cpu-kernels auto: int4 (4-bit layers in groups of 32, 8-bit output head; "
-        "for a Q4_1 GGUF like the bundled one, exactly the file's values), int8, float32 (the exact path), or "
-        "auto (int4).",
+        "Model weights in memory with --cpu-kernels torch (or auto): int4 (4-bit layers in groups of 32, "
+        "8-bit output head; for a Q4_1 GGUF like the bundled one, exactly the file's values), int8, "
+        "float32 (the exact path), or auto (int4).",
         choices=WEIGHT_CHOICES,
     )
     device: str = _opt(
@@ -105,8 +105,10 @@ class Settings:
     )
     cpu_kernels: str = _opt(
         "auto",
-        "CPU speed-ups in place of parts of transformers: auto (smaller weights per --weights, fused layers, "
-        "a cache that grows in place, drawing from 50 candidates) or off (plain transformers, float32).",
+        "How the model runs on a CPU: torch (its kernels on smaller weights per --weights, fused layers, a cache "
+        "that grows in place, drawing from 50 candidates), onnx (the same loop over ONNX Runtime's kernels, 8-bit "
+        "weights), off (plain transformers, float32), or auto (whichever a self-check at first start measured "
+        "fastest on this machine, within 2%% of float32's perplexity; kept per machine, model and versions).",
         choices=CPU_KERNEL_CHOICES,
     )
     prompt_cache_tokens: int = _opt(
@@ -294,7 +296,9 @@ def problems(settings: Settings) -> list[str]:
             f"(got {settings.chunk_min_chars}, {settings.first_chunk_max_chars}, {settings.chunk_max_chars})"
         )
     if settings.cpu_kernels == "off" and settings.weights not in ("auto", "float32"):
-        found.append(f"--weights {settings.weights} needs --cpu-kernels auto (off keeps transformers' float32)")
+        found.append(f"--weights {settings.weights} needs --cpu-kernels torch (off keeps transformers' float32)")
+    if settings.cpu_kernels == "onnx" and settings.weights not in ("auto", "int8"):
+        found.append(f"--weights {settings.weights} needs --cpu-kernels torch (onnx runs int8 weights)")
     if settings.llm_endpoint and not settings.llm_endpoint.startswith(("http://", "https://")):
         found.append(f"--llm-endpoint must be an http:// or https:// address (got {settings.llm_endpoint!r})")
     if settings.voice not in ("auto", "glow-tts", "piper", *settings.voice_names):

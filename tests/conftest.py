@@ -51,8 +51,9 @@ def bundled_gguf() -> Path:
 
 @pytest.fixture(scope="session")
 def settings() -> Settings:
-    """Defaults, with a fixed seed so replies are repeatable."""
-    return Settings(seed=7, port=free_port())
+    """Defaults, with a fixed seed so replies are repeatable, and torch's kernels (which way
+    ``auto`` runs the model depends on the machine: tests/test_engine_choice.py tests that)."""
+    return Settings(seed=7, port=free_port(), cpu_kernels="torch")
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,7 @@ def test_transformers_applies_the_repetition_penalty_before_our_sampler_draws() 
 
 
 def test_the_switch_names_one_path_or_the_other() -> None:
-    assert isinstance(cpu_kernels("auto"), FastKernels) and isinstance(cpu_kernels("off"), PlainTransformers)
+    assert isinstance(cpu_kernels("torch"), FastKernels) and isinstance(cpu_kernels("off"), PlainTransformers)
     assert PlainTransformers().sampling(0.5, 0.9, None) == {
         "do_sample": True,
         "temperature": 0.5,
@@ -125,7 +125,7 @@ def generated_by_transformers(model: LanguageModel, messages: list[dict], sampli
 @pytest.fixture(scope="module")
 def uncached(settings: Settings, bundled_gguf: Path) -> LanguageModel:
     """The bundled model without the prompt cache (its split reading of a prompt is compared elsewhere)."""
-    plain = Settings(prompt_cache_tokens=0, model_cache=settings.model_cache)
+    plain = Settings(prompt_cache_tokens=0, model_cache=settings.model_cache, cpu_kernels="torch")
     return LanguageModel(plain).load(ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)"))
 
 
@@ -147,7 +147,7 @@ def test_the_fast_decoding_loop_writes_what_generate_writes(
 def test_the_shrunk_model_is_kept_so_the_next_start_skips_shrinking_and_answers_the_same(
     bundled_gguf: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    chosen = Settings(model_cache=tmp_path, prompt_cache_tokens=0)
+    chosen = Settings(model_cache=tmp_path, prompt_cache_tokens=0, cpu_kernels="torch")
     source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
     first = LanguageModel(chosen).load(source)
     kept = list((tmp_path / "packed").glob("*-int4-*.pt"))

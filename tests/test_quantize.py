@@ -14,13 +14,12 @@ from transformers import LlamaForCausalLM
 from speakstream.llm.cpu.decoder_layer import FusedDecoderLayer
 from speakstream.llm.cpu.kv_cache import new_cache
 from speakstream.llm.cpu.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
+from speakstream.llm.engine_choice import QUALITY_REFERENCE as REFERENCE
 from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.llm.sources import ModelSource
 from speakstream.settings import Settings
 
 from tiny_llama import tiny_llama
-
-REFERENCE = Path(__file__).resolve().parents[1] / "eval" / "reference.txt"
 
 
 def relative_error(layer: torch.nn.Module, linear: torch.nn.Linear) -> float:

@@ -192,7 +192,7 @@ import os, threading
 import torch
 from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.settings import Settings
-model = LanguageModel(Settings()).load()
+model = LanguageModel(Settings(cpu_kernels="torch")).load()
 model.perplexity("The Moon takes about twenty-seven days to go around the Earth.")
 "".join(model.stream_reply([{"role": "user", "content": "Hi"}], threading.Event(), Sampling(0.2, 0.9, 1.15, 8)))
 before = set(os.listdir("/proc/self/task"))

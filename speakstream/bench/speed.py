@@ -3,7 +3,7 @@
 For each configuration `python app.py` is started twice (seconds until its page is served),
 then the model is loaded in this process and every prompt runs twice:
 text only (the model's own speed) and spoken with the Piper voice (first audio, how far
-audio stays ahead of playback). Perplexity on eval/reference.txt checks that faster
+audio stays ahead of playback). Perplexity on the quality reference text checks that faster
 weights did not make the model worse. The same sampling seed per prompt in both configurations.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from speakstream.bench.replies import DEFAULT_PROMPTS, load_prompts
 from speakstream.bench.report import median_p90, table
+from speakstream.llm.engine_choice import QUALITY_REFERENCE
 from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.pipeline.timeline import Timeline
@@ -27,7 +28,6 @@ from speakstream.server import assemble
 from speakstream.settings import ENV_PREFIX, Settings
 from speakstream.voices import PiperVoice, VoiceSet
 
-REFERENCE_TEXT = DEFAULT_PROMPTS.with_name("reference.txt")  # plain English, for the perplexity check
 # What changed since the first release, set back to its old value.
 BEFORE = {
     "cpu_kernels": "off",
@@ -71,7 +71,7 @@ def _measure(settings: Settings, voice: PiperVoice, prompts: list[str]) -> dict[
     quiet = [_reply(pipeline, model, prompt, 1000 + i, speak=False) for i, prompt in enumerate(prompts)]
     spoken = [_reply(pipeline, model, prompt, 1000 + i, speak=True) for i, prompt in enumerate(prompts)]
     return {
-        "perplexity": [model.perplexity(REFERENCE_TEXT.read_text(encoding="utf-8"))],
+        "perplexity": [model.perplexity(QUALITY_REFERENCE.read_text(encoding="utf-8"))],
         "first token ms": [t.first_token and t.first_token * 1000 for t in spoken],
         "first audio ms": [t.first_audio and t.first_audio * 1000 for t in spoken],
         "tokens/s alone": [t.tokens_per_second for t in quiet],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import logging
 import shutil
 import threading
@@ -119,8 +120,10 @@ class LanguageModel:
         self.load_seconds: float | None = None
         self.weights = "float32"
         self.device = choose_device(settings.device)
-        # The CPU speed-ups are for the CPU; on a GPU transformers runs as it comes.
-        self.kernels = cpu_kernels(settings.cpu_kernels if self.device == "cpu" else "off")
+        # The CPU speed-ups are for the CPU; on a GPU transformers runs as it comes. ``auto`` is
+        # decided when the model's source is known (a measurement per machine and model).
+        self.kernels = cpu_kernels(settings.cpu_kernels if self.device == "cpu" else "off", settings.threads)
+        self.engine = f"{self.kernels.name} kernels" if settings.cpu_kernels != "auto" else ""
         self.prompt_cache = PromptCache(settings.prompt_cache_tokens) if settings.prompt_cache_tokens > 0 else None
         self._model: Any = None
         self._tokenizer: Any = None
@@ -147,6 +150,8 @@ class LanguageModel:
         started = time.perf_counter()
         torch.set_num_threads(self.settings.threads)
         self.source = source or resolve_model_source(self.settings.llm)
+        if self.settings.cpu_kernels == "auto" and self.device == "cpu":
+            self._choose_engine(self.source)
         folder, gguf_file = self._cached_conversion(self.source)
         packed = self.kernels.packed_file(
             self.source.folder, self.source.gguf_file, self.settings.weights, self.settings.model_cache_dir
@@ -170,9 +175,8 @@ class LanguageModel:
         if self.weights == "float32":
             if gguf_file is not None:
                 self._save_conversion(self.source)
-            self.weights = self.kernels.shrink(self._model, self.settings.weights)
-            if packed and self.weights != "float32":
-                self.kernels.save_packed(self._model, packed)
+            plain = self._plain_copy()  # (what a GGUF was loaded into cannot be saved as it is)
+            self._model, self.weights = self.kernels.shrink(plain, self.settings.weights, packed, self._tokenizer)
         if self.device != "cpu":  # after the float32 copy was cached
             self._model.to(device=self.device, dtype=model_dtype(self.device))
             self.weights = str(model_dtype(self.device)).removeprefix("torch.")
@@ -188,6 +192,16 @@ class LanguageModel:
             self.settings.threads,
         )
         return self
+
+    def _choose_engine(self, source: ModelSource) -> None:
+        """``--cpu-kernels auto``: the path measured fastest here (measured now on a first start)."""
+        from speakstream.llm.engine_choice import choose_engine
+
+        choice = choose_engine(self.settings, source)
+        self.settings = dataclasses.replace(self.settings, cpu_kernels=choice.kernels, weights=choice.weights)
+        self.kernels = cpu_kernels(choice.kernels, self.settings.threads)
+        self.engine = f"{choice.kernels} kernels, {choice.weights} (fastest here; {choice.reason()})"
+        log.info("Running the model with %s %s, %s", choice.kernels, choice.weights, choice.reason())
 
     def _warm_up(self) -> None:
         """One token for a first greeting: the kernels are ready and the system turn is cached
@@ -226,7 +240,8 @@ class LanguageModel:
             log.warning("Could not cache the converted model in %s: %s", target, error)
 
     def _plain_copy(self) -> Any:
-        """The de-quantised model without its GGUF marker, which transformers refuses to save."""
+        """The de-quantised model without its GGUF marker, which transformers refuses to save
+        (the same tensors, not a copy)."""
         import torch
 
         config = copy.deepcopy(self._model.config)
@@ -235,7 +250,11 @@ class LanguageModel:
         with torch.device("meta"):
             plain = type(self._model)(config)
         plain.load_state_dict(self._model.state_dict(), assign=True)
-        return plain
+        for name, buffer in self._model.named_buffers():  # (those outside the state, e.g. rotary frequencies)
+            owner, _, attribute = name.rpartition(".")
+            setattr(plain.get_submodule(owner), attribute, buffer)
+        plain.generation_config = copy.deepcopy(self._model.generation_config)
+        return plain.eval()
 
     @property
     def _end_tokens(self) -> frozenset[int]:

@@ -1,13 +1,15 @@
 """Faster decoding on a CPU, in place of parts of transformers, behind one switch: ``--cpu-kernels``.
 
-``auto``: smaller weights multiplied by torch's CPU kernels, with each plain Llama decoder layer
+``torch``: smaller weights multiplied by torch's CPU kernels, with each plain Llama decoder layer
 rebuilt from fewer, larger products (:mod:`.quantize`, :mod:`.decoder_layer`); a key/value
 cache that grows in place (:mod:`.kv_cache`); each token drawn from the 50 candidates rather
 than the whole vocabulary (:mod:`.sampler`); and a decoding loop of its own in place of
 ``generate()``, doing per token only what a reply needs (:meth:`FastKernels.generate`).
+``onnx``: the same decoding loop over the model run by ONNX Runtime (:mod:`.onnx_runtime`).
 ``off``: plain transformers (float32 weights, its own cache, sampling and ``generate()``),
 for the day a torch or transformers upgrade breaks any of the above: ship with the switch
-off, the app works the same, only slower.
+off, the app works the same, only slower. ``auto``: whichever of these measured fastest on
+this machine (:mod:`speakstream.llm.engine_choice`).
 
 Everything the language model needs from this package goes through :func:`cpu_kernels`.
 """
@@ -38,17 +40,26 @@ class Reply:
     pad_token: int | None
 
 
-class FastKernels:
-    """``--cpu-kernels auto``."""
+def kept_name(folder: Path, gguf_file: str | None, *versions: str) -> str:
+    """A digest that changes with the weight files (the GGUF file or the safetensors), the
+    ``versions`` given and this package's code, so a stale kept copy is never loaded."""
+    digest = hashlib.sha256()
+    for part in (str(folder.resolve()), *versions):
+        digest.update(part.encode())
+    weight_files = [folder / gguf_file] if gguf_file else sorted(folder.glob("*.safetensors"))
+    for file in weight_files + sorted(Path(__file__).parent.glob("*.py")):
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
 
-    name = "auto"
+
+class FastKernels:
+    """``--cpu-kernels torch``."""
+
+    name = "torch"
 
     def packed_file(self, folder: Path, gguf_file: str | None, weights: str, cache: Path) -> Path | None:
-        """Where the shrunk model from ``folder`` is kept between starts (None: float32, nothing to keep).
-
-        The name changes with the weight files (the GGUF file or the safetensors), the weights
-        chosen, torch, transformers and this package's code, so a stale copy is never loaded.
-        """
+        """Where the shrunk model from ``folder`` is kept between starts (None: float32, nothing to keep)."""
         from speakstream.llm.cpu.quantize import choose_weights
 
         chosen = choose_weights(weights)
@@ -56,14 +67,8 @@ class FastKernels:
             return None
         import transformers
 
-        digest = hashlib.sha256()
-        for part in (str(folder.resolve()), chosen, torch.__version__, transformers.__version__):
-            digest.update(part.encode())
-        weight_files = [folder / gguf_file] if gguf_file else sorted(folder.glob("*.safetensors"))
-        for file in weight_files + sorted(Path(__file__).parent.glob("*.py")):
-            stat = file.stat()
-            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-        return cache / "packed" / f"{folder.name}-{chosen}-{digest.hexdigest()[:16]}.pt"
+        digest = kept_name(folder, gguf_file, chosen, torch.__version__, transformers.__version__)
+        return cache / "packed" / f"{folder.name}-{chosen}-{digest}.pt"
 
     def load_packed(self, path: Path) -> tuple[Any, str]:
         """The model kept at ``path`` and its weights' kind, or (None, "float32") when there is none."""
@@ -91,16 +96,18 @@ class FastKernels:
         except OSError as error:
             log.warning("Could not keep the shrunk model in %s: %s", path.parent, error)
 
-    def shrink(self, model: Any, weights: str) -> str:
-        """Make ``model``'s weights ``weights`` (``auto``: int4); returns the kind used (float32
-        when this torch build lacks the kernels)."""
+    def shrink(self, model: Any, weights: str, packed: Path | None, tokenizer: Any = None) -> tuple[Any, str]:
+        """Make ``model``'s weights ``weights`` (``auto``: int4) and keep it at ``packed`` for the
+        next start; returns it and the kind used (float32 when this torch build lacks the kernels)."""
         from speakstream.llm.cpu.quantize import choose_weights, kernels_work, quantize
 
         chosen = choose_weights(weights)
         if chosen == "float32" or not kernels_work(chosen):
-            return "float32"
+            return model, "float32"
         quantize(model, chosen)
-        return chosen
+        if packed is not None:
+            self.save_packed(model, packed)
+        return model, chosen
 
     def new_cache(self, config: Any) -> Any:
         from speakstream.llm.cpu.kv_cache import new_cache
@@ -143,6 +150,45 @@ class FastKernels:
         streamer.end()
 
 
+class OnnxKernels(FastKernels):
+    """``--cpu-kernels onnx``: the decoding loop of ``torch`` over the model run by ONNX Runtime."""
+
+    name = "onnx"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+
+    def packed_file(self, folder: Path, gguf_file: str | None, weights: str, cache: Path) -> Path | None:
+        """The folder of the ONNX model written from ``folder``'s model (its weights are always int8)."""
+        import onnxruntime
+        import transformers
+
+        from speakstream.llm.cpu.onnx_runtime import PRECISION, builder_version
+
+        versions = (PRECISION, onnxruntime.__version__, builder_version(), transformers.__version__)
+        return cache / "onnx" / f"{folder.name}-{PRECISION}-{kept_name(folder, gguf_file, *versions)}"
+
+    def load_packed(self, path: Path) -> tuple[Any, str]:
+        from speakstream.llm.cpu.onnx_runtime import PRECISION, load_onnx
+
+        model = load_onnx(path, self.threads)
+        return (model, PRECISION) if model is not None else (None, "float32")
+
+    def shrink(self, model: Any, weights: str, packed: Path | None, tokenizer: Any = None) -> tuple[Any, str]:
+        """Write the model (with its ``tokenizer``, which the builder reads) as ONNX into ``packed``
+        and run that instead."""
+        from speakstream.llm.cpu.onnx_runtime import build_onnx
+
+        assert packed is not None
+        build_onnx(model, tokenizer, packed)
+        return self.load_packed(packed)
+
+    def new_cache(self, config: Any) -> Any:
+        from speakstream.llm.cpu.onnx_runtime import OnnxCache
+
+        return OnnxCache({})
+
+
 class PlainTransformers:
     """``--cpu-kernels off``: transformers as it comes."""
 
@@ -151,8 +197,8 @@ class PlainTransformers:
     def packed_file(self, folder: Path, gguf_file: str | None, weights: str, cache: Path) -> Path | None:
         return None
 
-    def shrink(self, model: Any, weights: str) -> str:
-        return "float32"
+    def shrink(self, model: Any, weights: str, packed: Path | None, tokenizer: Any = None) -> tuple[Any, str]:
+        return model, "float32"
 
     def new_cache(self, config: Any) -> Any:
         from transformers import DynamicCache
@@ -185,9 +231,11 @@ class PlainTransformers:
         )
 
 
-CpuKernels = FastKernels | PlainTransformers
+CpuKernels = FastKernels | OnnxKernels | PlainTransformers
 
 
-def cpu_kernels(setting: str) -> CpuKernels:
-    """The CPU path ``--cpu-kernels`` names."""
-    return PlainTransformers() if setting == "off" else FastKernels()
+def cpu_kernels(setting: str, threads: int = 1) -> CpuKernels:
+    """The CPU path ``--cpu-kernels`` names (``threads``: what ONNX Runtime runs a model on)."""
+    if setting == "off":
+        return PlainTransformers()
+    return OnnxKernels(threads) if setting == "onnx" else FastKernels()

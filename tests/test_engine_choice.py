@@ -1,0 +1,102 @@
+"""``--cpu-kernels auto``: the model runs the way measured fastest on this machine, within 2% of
+float32's perplexity; measured once per machine and model, kept, and said in the log and on the page."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from speakstream.llm import engine_choice
+from speakstream.llm.cpu.onnx_runtime import OnnxCache
+from speakstream.llm.engine_choice import Measured, candidates, choose_engine, pick
+from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.sources import ModelLoadError, ModelSource
+from speakstream.settings import Settings, problems
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_the_fastest_path_within_two_percent_of_float32s_perplexity_wins() -> None:
+    measured = [
+        Measured("torch", "int4", 50.0, 16.07),
+        Measured("torch", "int8", 40.0, 16.14),
+        Measured("onnx", "int8", 70.0, 16.21),
+        Measured("off", "float32", 15.0, 15.99),
+    ]
+    assert pick(measured) == measured[2]
+    worse = [*measured[:2], Measured("onnx", "int4", 95.0, 20.6), measured[3]]
+    assert pick(worse) == measured[0], "faster but coarser is passed over"
+
+
+def test_a_path_that_fails_is_not_picked_and_when_all_fail_the_reasons_are_said() -> None:
+    measured = [Measured("onnx", "int8", error="the ONNX model builder failed"), Measured("torch", "int4", 50.0, 16.07)]
+    assert pick(measured) == measured[1], "without float32 the best perplexity measured is the reference"
+    with pytest.raises(ModelLoadError, match="builder failed"):
+        pick([measured[0]])
+
+
+def test_asking_for_weights_leaves_only_the_paths_with_those_weights_and_the_float32_reference() -> None:
+    assert candidates(Settings(weights="int8")) == [("torch", "int8"), ("onnx", "int8"), ("off", "float32")]
+    assert len(candidates(Settings())) == 4
+    assert any(
+        "needs --cpu-kernels torch" in problem for problem in problems(Settings(cpu_kernels="onnx", weights="int4"))
+    )
+
+
+@pytest.mark.slow
+def test_auto_measures_every_path_once_keeps_the_choice_and_says_why(
+    bundled_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
+    settings = Settings(model_cache=tmp_path, prompt_cache_tokens=0, seed=7)
+    caplog.set_level("INFO")
+    model = LanguageModel(settings).load(source)
+    kept = json.loads(next((tmp_path / "engine").glob("*.json")).read_text())
+    measured = [Measured(**m) for m in kept["measured"]]
+    assert {(m.kernels, m.weights) for m in measured} == set(engine_choice.CANDIDATES)
+    assert all(m.tokens_per_second and m.perplexity for m in measured), measured
+    best = pick(measured)
+    assert (model.kernels.name, model.weights) == (best.kernels, best.weights) == (kept["kernels"], kept["weights"])
+    assert "fastest here" in model.engine and "tokens/s" in caplog.text
+    assert "".join(model.stream_reply(FRANCE, threading.Event(), Sampling.from_settings(settings)))
+    others = [*(tmp_path / "packed").glob("*.pt"), *(tmp_path / "onnx").glob("*")]
+    assert len(others) <= 1, f"only the chosen path keeps its copy: {others}"
+
+    def measured_again(*args: object) -> Measured:
+        raise AssertionError("the kept choice is used, not measured again")
+
+    monkeypatch.setattr(engine_choice, "measure", measured_again)
+    again = LanguageModel(settings).load(source)
+    assert (again.kernels.name, again.weights) == (best.kernels, best.weights)
+    assert (
+        choose_engine(settings, source).reason()
+        == engine_choice.EngineChoice(kept["kernels"], kept["weights"], tuple(measured), kept["host"]).reason()
+    )
+
+
+@pytest.mark.slow
+def test_the_onnx_path_writes_a_reply_stops_when_asked_and_keeps_float32s_quality(
+    bundled_gguf: Path, settings: Settings, model: LanguageModel
+) -> None:
+    source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
+    onnx = LanguageModel(Settings(seed=7, cpu_kernels="onnx", model_cache=settings.model_cache)).load(source)
+    assert onnx.weights == "int8" and onnx.kernels.name == "onnx"
+    assert "Paris" in "".join(onnx.stream_reply(FRANCE, threading.Event(), Sampling.from_settings(settings)))
+    stop = threading.Event()
+    pieces = []
+    for piece in onnx.stream_reply(FRANCE, stop, Sampling(0.2, 0.9, 1.15, 200, seed=1)):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            stop.set()
+    assert len(pieces) <= 4, "Stop ends the reply within a token"
+    short = "".join(onnx.stream_reply(FRANCE, threading.Event(), Sampling(0.2, 0.9, 1.15, 5, seed=1)))
+    assert onnx.text_tokens(short) <= 6
+    assert onnx.prompt_cache is not None and onnx.prompt_cache.hits >= 1, "the prompt cache works on it too"
+    assert isinstance(onnx.kernels.new_cache(None), OnnxCache)
+    float32 = LanguageModel(Settings(weights="float32", cpu_kernels="torch", model_cache=settings.model_cache))
+    reference = float32.load(source).perplexity(engine_choice.QUALITY_REFERENCE.read_text(encoding="utf-8"))
+    ours = onnx.perplexity(engine_choice.QUALITY_REFERENCE.read_text(encoding="utf-8"))
+    assert ours <= reference * engine_choice.QUALITY_TOLERANCE
