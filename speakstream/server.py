@@ -10,6 +10,7 @@ import gradio as gr
 
 from speakstream.audio.replay_files import ReplayFiles
 from speakstream.devices import NoGpu, choose_device
+from speakstream.host import describe_host
 from speakstream.llm.endpoint import EndpointModel
 from speakstream.llm.model import ChatModel, LanguageModel
 from speakstream.llm.pool import ModelPool
@@ -115,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NoGpu as error:
         log.error("%s", error)
         return 1
+    log.info("Host: %s", describe_host().line())
     try:
         # Loaded once, shared by every session (or served elsewhere)
         model = EndpointModel(settings).load() if settings.llm_endpoint else LanguageModel(settings).load()

@@ -1,9 +1,17 @@
-"""python -m speakstream.bench [SECTION ...]: print the figures; settings come from SPEAKSTREAM_* variables."""
+"""python -m speakstream.bench [SECTION ...]: print the figures; settings come from SPEAKSTREAM_* variables.
+
+Every run starts with the host's line (CPU, vector extensions, cores, torch's kernels, memory
+read speed). ``--isa avx2``, ``--cores 1`` and ``--load N`` make a fast host stand in for a
+slower one: torch, oneDNN and MKL run their AVX2 code, the bench and the apps it starts run
+on fewer cores, and N processes stream memory meanwhile (a host with less bandwidth to spare).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,8 +21,27 @@ from speakstream.bench.replies import DEFAULT_PROMPTS, bench_replies
 from speakstream.server import configure_logging
 from speakstream.settings import load_settings
 
-SECTIONS = ("chunker", "voices", "speed", "replies", "browser")
+SECTIONS = ("chunker", "voices", "engines", "speed", "replies", "browser")
+EMULATED = "SPEAKSTREAM_BENCH_EMULATED"  # set in the bench re-started with a lower instruction set
+# A memory-bound competitor: copies 256 MB back and forth until killed (or for an hour at most).
+MEMORY_LOAD = (
+    "import time, numpy as np\n"
+    "a = np.ones(1 << 26, dtype=np.float32); b = np.empty_like(a); end = time.monotonic() + 3600\n"
+    "while time.monotonic() < end: np.copyto(b, a); np.copyto(a, b)\n"
+)
+
+
 LONG_SECTIONS = ("load", "sizes")  # run only when named
+
+
+def isa_env(isa: str) -> dict[str, str]:
+    """Environment that makes torch, oneDNN and MKL run their code for ``isa`` (e.g. avx2), not the best here.
+
+    (ONNX Runtime, which Piper and ``--cpu-kernels onnx`` use, picks its kernels by CPUID: no
+    variable lowers it, so its figures stay those of this CPU.)
+    """
+    isa_name = isa.upper()
+    return {"ATEN_CPU_CAPABILITY": isa.lower(), "ONEDNN_MAX_CPU_ISA": isa_name, "MKL_ENABLE_INSTRUCTIONS": isa_name}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -34,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--players", default="hls,webaudio", help="browser: the players measured, comma-separated (hls, webaudio)"
     )
+    parser.add_argument("--llama-bench", type=Path, default=None, help="engines: a llama-bench binary, the reference")
+    parser.add_argument("--isa", default=None, help="emulate a host with this instruction set (e.g. avx2)")
+    parser.add_argument("--cores", type=int, default=None, help="emulate a host with this many cores")
+    parser.add_argument("--load", type=int, default=0, help="emulate a busier host: processes streaming memory")
     parser.add_argument(
         "--untrained-glow-tts",
         action="store_true",
@@ -44,6 +75,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = set(args.sections) - set(SECTIONS + LONG_SECTIONS)
     if unknown:
         parser.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    if args.isa and not os.environ.get(EMULATED):  # the instruction set is chosen before torch starts
+        env = {**os.environ, **isa_env(args.isa), EMULATED: "1"}
+        raise SystemExit(subprocess.call([sys.executable, "-m", "speakstream.bench", *(argv or sys.argv[1:])], env=env))
+    if args.cores:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[: args.cores]))
+    competitors = [subprocess.Popen([sys.executable, "-c", MEMORY_LOAD]) for _ in range(args.load)]
+    try:
+        run(args)
+    finally:
+        for competitor in competitors:
+            competitor.kill()
+
+
+def run(args: argparse.Namespace) -> None:
+    from speakstream.host import describe_host
+
+    emulated = [f"--isa {args.isa}"] * bool(args.isa) + [f"--cores {args.cores}"] * bool(args.cores)
+    emulated += [f"--load {args.load}"] * bool(args.load)
+    print(f"host: {describe_host().line()}" + (f" (emulated: {' '.join(emulated)})" if emulated else ""))
     if args.untrained_glow_tts:
         from speakstream.bench.untrained_coqui import install_untrained_glow_tts
 
@@ -59,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_chunker(settings)
         elif name == "voices":
             bench_voices(settings)
+        elif name == "engines":
+            from speakstream.bench.engines import bench_engines
+
+            bench_engines(settings, llama_bench=args.llama_bench)
         elif name == "speed":
             from speakstream.bench.speed import bench_speed
 

@@ -123,7 +123,11 @@ def build_ui(app: ChatApp) -> gr.Blocks:
                 repetition_penalty = gr.Slider(
                     1.0, 2.0, value=settings.repetition_penalty, step=0.05, label="Repetition penalty"
                 )
-        gr.Markdown(f"{voice_status(app.voices)}\n\n**Model:** {source}", elem_id="status")
+        engine = getattr(app.models.default, "engine", "")
+        gr.Markdown(
+            f"{voice_status(app.voices)}\n\n**Model:** {source}" + (f" · runs with {engine}" if engine else ""),
+            elem_id="status",
+        )
 
         session = gr.State({})
         saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
