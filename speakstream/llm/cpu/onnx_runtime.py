@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -113,22 +114,37 @@ class OnnxCausalLM:
     """An ONNX causal language model, called as the decoding loop calls a transformers one."""
 
     def __init__(self, folder: Path, config: Any, generation_config: Any, threads: int) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        # Idle workers sleep rather than spin: a voice speaking on the other core needs it.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(
-            str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        self.folder = folder
         self.config = config
         self.generation_config = generation_config
-        self._past = [item.name for item in self.session.get_inputs() if item.name.startswith("past_key_values.")]
+        self.threads = max(1, threads)
+        self._sessions: dict[int, Any] = {}
+        self._lock = threading.Lock()
+        session = self._session(self.threads)
+        self._past = [item.name for item in session.get_inputs() if item.name.startswith("past_key_values.")]
         self._outputs = ["logits", *(name.replace("past_key_values.", "present.") for name in self._past)]
         heads = config.num_key_value_heads
         head_size = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self._empty = np.zeros((1, heads, 0, head_size), dtype=np.float32)
+
+    def _session(self, threads: int) -> Any:
+        """A session on ``threads`` threads (made on first use: a thread count is fixed per session).
+
+        Its workers sleep rather than spin between products: this loop runs beside the thread
+        that streams the text, and a voice or a browser may share the cores (spinning workers
+        wrote a third fewer tokens a second here than sleeping ones).
+        """
+        with self._lock:
+            if threads not in self._sessions:
+                import onnxruntime
+
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                self._sessions[threads] = onnxruntime.InferenceSession(
+                    str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
+                )
+            return self._sessions[threads]
 
     def eval(self) -> OnnxCausalLM:
         return self
@@ -151,7 +167,9 @@ class OnnxCausalLM:
         total = cache.get_seq_length() + ids.shape[1]
         feeds = {"input_ids": ids, "attention_mask": np.ones((1, total), dtype=np.int64)}
         feeds |= {name: cache.arrays.get(name, self._empty) for name in self._past}
-        logits, *present = self.session.run(self._outputs, feeds)
+        # As many threads as the core budget gave this thread for torch (CoreBudget.follow).
+        session = self._session(max(1, min(self.threads, torch.get_num_threads())))
+        logits, *present = session.run(self._outputs, feeds)
         if use_cache:
             cache.arrays = dict(zip(self._past, present, strict=True))
         scores = torch.from_numpy(logits[:, -logits_to_keep:] if logits_to_keep else logits)
