@@ -171,6 +171,13 @@ class ReplyPipeline:
                 hold = pacer.hold_seconds(timeline.now()) if held else 0.0
                 if held and hold <= 0:
                     timeline.cushion_seconds = timeline.now() - (timeline.first_ready or timeline.now())
+                    if pacer.pace(timeline.now()).keeps_up is False:
+                        log.warning(
+                            "This machine writes and speaks slower than the voice talks: the reply's "
+                            "speech waited %.1f s so it would not stop mid-sentence (%s)",
+                            timeline.cushion_seconds,
+                            timeline.model,
+                        )
                     for samples, spoken, chunk_done in held:
                         yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
                     held.clear()
