@@ -3,7 +3,8 @@
 It plays the pipeline's three stages in 1 ms steps, with the product's own chunker and pacer
 deciding, as :class:`speakstream.pipeline.reply.ReplyPipeline` does:
 - the model writes a token every ``1 / tokens_per_second`` seconds, except while it is paused
-  (the voice speaks the reply's first chunk);
+  (the voice speaks the reply's first chunk), when it waits after a token as the product's
+  model does: ``MAX_PAUSE_SECONDS`` at most, then it writes the next one;
 - the chunker cuts what it wrote, each chunk no longer than the pacer's limit;
 - the voice speaks one chunk at a time, ``audio_per_char`` seconds of speech a character,
   taking ``real_time_factor`` times as long as the speech lasts;
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from speakstream.llm.model import MAX_PAUSE_SECONDS
 from speakstream.pipeline.pacing import Pacer
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
@@ -69,6 +71,7 @@ def paced_reply(
     speaking: tuple[str, float, float] | None = None  # (chunk, done at, synthesis seconds)
     held: list[float] = []
     written, next_token, paused = 0, first_token, False
+    waits_since = 0.0  # (while paused) when the model began its wait after a token
     first_ready = first_audio = None
     step = 0
 
@@ -88,9 +91,10 @@ def paced_reply(
         now = step * STEP
         step += 1
         # The model.
-        if paused:
+        if paused and now - waits_since < MAX_PAUSE_SECONDS:
             next_token = now + 1 / tokens_per_second
         elif written < len(tokens) and now >= next_token:
+            waits_since = now
             pacer.wrote(len(tokens[written]), now)
             cut(chunker.feed(tokens[written], pacer.chunk_limit(now) if pacing else None))
             written += 1
@@ -117,7 +121,7 @@ def paced_reply(
             took = real_time_factor * len(chunk) * audio_per_char
             speaking = (chunk, now + took, took)
             if first_ready is None:  # the model waits while the reply's first chunk is spoken
-                paused = True
+                paused, waits_since = True, now
                 pacer.paused(now)
         # The reply's consumer: the cushion.
         all_made = written == len(tokens) and speaking is None and not voice_queue

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,46 @@ def test_a_path_that_fails_is_not_picked_and_when_all_fail_the_reasons_are_said(
     assert pick(measured) == measured[1], "without float32 the best perplexity measured is the reference"
     with pytest.raises(ModelLoadError, match="builder failed"):
         pick([measured[0]])
+
+
+def test_a_path_whose_perplexity_is_not_a_number_is_neither_picked_nor_the_reference() -> None:
+    measured = [Measured("onnx", "int8", 90.0, float("nan")), Measured("off", "float32", 15.0, 15.99)]
+    assert pick(measured) == measured[1]
+    broken_reference = [Measured("torch", "int4", 50.0, 16.07), Measured("off", "float32", 15.0, float("nan"))]
+    assert pick(broken_reference) == broken_reference[0]
+
+
+def test_the_choice_is_kept_apart_for_each_weights_setting_and_each_gguf_file_in_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name in ("a.gguf", "b.gguf"):
+        (folder / name).write_bytes(b"GGUF")
+    one = ModelSource(folder, "a.gguf", "test")
+    files = {
+        engine_choice.choice_file(Settings(model_cache=tmp_path, weights=weights), source)
+        for weights in ("auto", "int8")
+        for source in (one, ModelSource(folder, "b.gguf", "test"))
+    }
+    assert len(files) == 4
+
+
+def test_the_timed_reply_is_timed_from_its_first_token_however_long_the_prompt_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_choice, "TIMED_SECONDS", 0.2)
+
+    class SlowToStart:
+        def stream_reply(self, messages: object, stop: threading.Event, sampling: Sampling) -> Iterator[str]:
+            time.sleep(0.5)  # reading the prompt: longer than the timed part (the timer is the product's own)
+            for _ in range(5):
+                if stop.is_set():
+                    return
+                yield " word"
+
+        def text_tokens(self, text: str) -> int:
+            return len(text.split())
+
+    assert engine_choice.decode_speed(SlowToStart()) > 0
 
 
 def test_asking_for_weights_leaves_only_the_paths_with_those_weights_and_the_float32_reference() -> None:

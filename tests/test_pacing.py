@@ -8,11 +8,14 @@ playback, so these hold on any machine, loaded or not.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from speakstream.pipeline import reply as reply_module
-from speakstream.pipeline.pacing import Pacer
+from speakstream.pipeline.pacing import HAND_OVER_SECONDS, SLACK, Pacer
+from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
 
@@ -84,6 +87,34 @@ def test_with_nothing_measured_the_pacer_neither_limits_nor_holds() -> None:
     assert pacer.hold_seconds(0.3) == 0
 
 
+def test_the_chunks_already_with_the_voice_are_made_before_their_turn_to_play() -> None:
+    """The first chunk's second of audio is ready; two long chunks wait for a slow voice. The start
+    is held until the first of them will be ready when that second has played."""
+    pacer = Pacer(RULES, max_new_tokens=256)
+    pacer.wrote(20, 0.0)
+    pacer.wrote(20, 0.5)
+    pacer.cut(20)
+    pacer.cut(60)
+    pacer.cut(60)
+    pacer.finished_writing()
+    pacer.audio_ready(1.0, chunk_chars=20, synthesis_seconds=0.6)  # 0.03 s of synthesis a character
+    needed = 60 * 0.03 * SLACK + HAND_OVER_SECONDS - 1.0
+    assert pacer.hold_seconds(1.0) >= needed > 0
+
+
+def test_a_model_that_writes_on_through_a_long_pause_is_not_taken_for_a_fast_one() -> None:
+    """The model waits a while at most when asked to; what it writes meanwhile is left out of its pace."""
+    pacer = Pacer(RULES, max_new_tokens=256)
+    pacer.wrote(5, 0.0)
+    pacer.wrote(5, 0.5)  # 0.1 s a character
+    pacer.paused(0.6)
+    for at in (1.2, 1.4, 1.6, 1.8):  # a long pause, written through
+        pacer.wrote(5, at)
+    pacer.resumed(1.9)
+    pacer.wrote(5, 2.4)
+    assert pacer.pace(2.4).write_seconds_per_char == pytest.approx(0.1)
+
+
 def test_a_limit_shortens_later_chunks_but_never_the_first_nor_below_the_minimum() -> None:
     text = "Hello there, my friend. This sentence is rather long and has no phrase break at all in it. End."
     unlimited = TextChunker(RULES)
@@ -109,13 +140,36 @@ class _Holding(Pacer):
         return 12
 
 
-def test_the_pipeline_keeps_the_first_audio_back_while_the_pacer_asks_and_loses_nothing(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@dataclass
+class HeldReply:
+    """A scripted reply whose first audio a :class:`_Holding` pacer keeps back."""
+
+    events: Events
+    model: ScriptedModel
+    voice: SilentVoice
+    pipeline: ReplyPipeline
+    last: int  # the index of the model's last token
+
+
+@pytest.fixture
+def held_reply(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldReply]:
     events = Events()
-    _Holding.writing.set()
     model = ScriptedModel(STORY, events=events)
-    last = len(model.pieces) - 1
+    voice = SilentVoice(events)
+    monkeypatch.setattr(reply_module, "Pacer", _Holding)
+    _Holding.writing.set()
+    yield HeldReply(events, model, voice, pipeline_for(model, voice), len(model.pieces) - 1)
+    _Holding.writing.clear()
+
+
+def test_the_pipeline_keeps_the_first_audio_back_while_the_pacer_asks_and_loses_nothing(held_reply: HeldReply) -> None:
+    events, model, voice, pipeline, last = (
+        held_reply.events,
+        held_reply.model,
+        held_reply.voice,
+        held_reply.pipeline,
+        held_reply.last,
+    )
 
     def before_token(index: int) -> None:
         if index == last:  # the voice went on, and the page showed the text, while the first audio was held
@@ -124,9 +178,6 @@ def test_the_pipeline_keeps_the_first_audio_back_while_the_pacer_asks_and_loses_
             _Holding.writing.clear()
 
     model.before_token = before_token
-    voice = SilentVoice(events)
-    monkeypatch.setattr(reply_module, "Pacer", _Holding)
-    pipeline = pipeline_for(model, voice)
     updates = []
     for update in pipeline.reply(ASK, threading.Event(), pipeline.options()):
         updates.append(update)
@@ -139,3 +190,19 @@ def test_the_pipeline_keeps_the_first_audio_back_while_the_pacer_asks_and_loses_
     assert " ".join(updates[i].spoken for i in audio) == STORY, "every segment, once, in order"
     # (no longer than the pacer's limit, but for a last word that the shortest chunk needs)
     assert all(len(chunk) <= 12 or len(chunk.rsplit(" ", 1)[0]) < RULES.min_chars for chunk in voice.spoken[1:])
+
+
+def test_a_reply_stopped_while_its_first_audio_is_held_gives_way_at_once_and_says_nothing_more(
+    held_reply: HeldReply,
+) -> None:
+    events, model, pipeline, last = held_reply.events, held_reply.model, held_reply.pipeline, held_reply.last
+    model.before_token = lambda index: events.wait_for("stopped") if index == last else None
+    stop = threading.Event()
+    updates = []
+    for update in pipeline.reply(ASK, stop, pipeline.options()):
+        updates.append(update)
+        if not stop.is_set() and "spoke 2" in events.items:  # (audio is being held)
+            stop.set()
+            events.add("stopped")
+    assert "stopped" in events.items, "the consumer got a turn while the audio was held"
+    assert all(update.audio is None for update in updates), "no held audio went out after the stop"

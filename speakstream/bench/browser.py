@@ -3,7 +3,8 @@
 For each prompt: Enter to the first chat text, Enter to the first audible sound, and
 playback stalls (silences of 150 ms or more before the reply's audio has all played), with
 the page's Web Audio player next to Gradio's HLS audio element (``--player hls``) in the
-same run; then, once per prompt, Stop pressed while the reply speaks, to silence. Web Audio:
+same run; then, once per prompt, Stop pressed while the reply speaks, to silence; then, once
+per prompt, the page's main-thread time over a reply (Chromium's counters). Web Audio:
 sound is audible when the player's analyser sees it; a stall is a segment scheduled after
 the one before had ended; the transport is from the server handing out the first segment
 (its clock, the same machine's) to that sound. HLS: the audio element's clock moves, a
@@ -85,6 +86,8 @@ STOP_JS = """
   check();
 })
 """
+# Chromium's main-thread counters (seconds): all tasks, and of those script, style and layout.
+MAIN_THREAD_COUNTERS = ("TaskDuration", "ScriptDuration", "RecalcStyleDuration", "LayoutDuration")
 PLAYED_JS = """
 () => {
   const p = window.speakstreamPlayer;
@@ -131,6 +134,32 @@ def _stop_to_silence(page, url: str, prompt: str) -> float:
     return page.evaluate(STOP_JS)
 
 
+def _main_thread(page, url: str, prompt: str) -> dict[str, float]:
+    """The page's main-thread time over one reply, from Enter until its audio has played, by
+    Chromium's own counters (the probe is not running: its polling would be counted)."""
+    page.goto(url)
+    box = page.get_by_label("Message", exact=True)
+    box.wait_for()
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+
+    def counters() -> dict[str, float]:
+        return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+
+    before = counters()
+    box.fill(prompt)
+    box.press("Enter")
+    page.wait_for_function(
+        "() => (document.querySelector('#stats')?.innerText || '').includes('first token')",
+        polling=250,
+        timeout=180_000,
+    )
+    page.wait_for_function(PLAYED_JS, polling=250, timeout=180_000)
+    after = counters()
+    busy = {name: after[name] - before[name] for name in MAIN_THREAD_COUNTERS}
+    return {"seconds": after["Timestamp"] - before["Timestamp"], **busy}
+
+
 def bench_browser(
     settings: Settings, prompts_file: Path, limit: int | None, runs: int, players: Sequence[str] = ("hls", "webaudio")
 ) -> None:
@@ -146,7 +175,7 @@ def bench_browser(
     for name in players:
         print(f"player {name}:")
         # One person asking again and again: the per-address rate limit is not what is measured.
-        results, stops = _browse(prompts, runs, settings_env({"player": name, "rate_limit": 0}))
+        results, stops, busy = _browse(prompts, runs, settings_env({"player": name, "rate_limit": 0}))
         rows.append(
             [
                 name,
@@ -158,13 +187,16 @@ def bench_browser(
                 str(sum(bool(r["gaps"]) for r in results)),
                 str(len(results)),
                 median_p90(stops),
+                median_p90([b["TaskDuration"] * 1000 for b in busy]),
+                f"{100 * sum(b['TaskDuration'] for b in busy) / sum(b['seconds'] for b in busy):.1f}",
             ]
         )
     headers = ["player", "Enter→text ms", "Enter→audible ms", "server→audible ms", "stalls", "stall s"]
-    print(table([*headers, "replies with stalls", "replies", "Stop→silence ms"], rows))
+    headers += ["replies with stalls", "replies", "Stop→silence ms", "page main thread ms/reply", "% busy"]
+    print(table(headers, rows))
 
 
-def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> tuple[list[dict], list[float]]:
+def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> tuple[list[dict], list[float], list[dict]]:
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
@@ -173,7 +205,7 @@ def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> tuple[list[di
     with log_path.open("w") as log:
         process = start_app(port, env, log)
     url = f"http://127.0.0.1:{port}/"
-    results, stops = [], []
+    results, stops, busy = [], [], []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -197,8 +229,14 @@ def _browse(prompts: list[str], runs: int, env: dict[str, str]) -> tuple[list[di
                     print(f"  Stop → silence not measured for {prompt[:40]!r}: {str(error).splitlines()[0]}")
                 context.close()
             print(f"  Stop → silence: {', '.join(f'{ms:.0f}' for ms in stops)} ms")
+            for prompt in prompts:
+                context = browser.new_context()
+                busy.append(_main_thread(context.new_page(), url, prompt))
+                context.close()
+                figures = ", ".join(f"{name} {busy[-1][name] * 1000:.0f}" for name in MAIN_THREAD_COUNTERS)
+                print(f"  {prompt[:40]:40s} main thread ms: {figures} over {busy[-1]['seconds']:.1f} s")
             browser.close()
     finally:
         stop_app(process)
     print(f"  (app log: {log_path})")
-    return results, stops
+    return results, stops, busy

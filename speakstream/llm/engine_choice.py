@@ -17,6 +17,7 @@ import dataclasses
 import gc
 import json
 import logging
+import math
 import shutil
 import threading
 import time
@@ -77,7 +78,11 @@ class EngineChoice:
 def pick(measured: list[Measured]) -> Measured:
     """The fastest candidate whose perplexity is within ``QUALITY_TOLERANCE`` of float32's
     (of the best one measured, where float32 could not be measured)."""
-    working = [m for m in measured if m.tokens_per_second is not None and m.perplexity is not None]
+    working = [
+        m
+        for m in measured
+        if m.tokens_per_second is not None and m.perplexity is not None and math.isfinite(m.perplexity)
+    ]
     if not working:
         raise ModelLoadError("No way to run the model worked: " + "; ".join(f"{m.label}: {m.error}" for m in measured))
     reference = next((m for m in working if (m.kernels, m.weights) == REFERENCE), None)
@@ -87,17 +92,18 @@ def pick(measured: list[Measured]) -> Measured:
 
 
 def choice_file(settings: Settings, source: ModelSource) -> Path:
-    """Where the choice for this host, model, thread count and versions is kept."""
+    """Where the choice for this host, model, thread count, ``--weights`` and versions is kept."""
     import onnxruntime
     import torch
     import transformers
 
-    from speakstream.llm.cpu import kept_name
+    from speakstream.llm.cpu import kept_name, kept_stem
     from speakstream.llm.cpu.onnx_runtime import builder_version
 
     versions = (
         describe_host(probe_memory=False).key(),
         str(settings.threads),
+        settings.weights,
         repr(CANDIDATES),
         torch.__version__,
         transformers.__version__,
@@ -105,7 +111,7 @@ def choice_file(settings: Settings, source: ModelSource) -> Path:
         builder_version(),
     )
     digest = kept_name(source.folder, source.gguf_file, *versions)
-    return settings.model_cache_dir / "engine" / f"{source.folder.name}-{digest}.json"
+    return settings.model_cache_dir / "engine" / f"{kept_stem(source.folder, source.gguf_file)}-{digest}.json"
 
 
 def choose_engine(settings: Settings, source: ModelSource) -> EngineChoice:
@@ -161,18 +167,19 @@ def measure(settings: Settings, source: ModelSource, kernels: str, weights: str)
 
 
 def decode_speed(model: Any) -> float:
-    """Tokens a second after the first, greedy, for ``TIMED_TOKENS`` tokens or ``TIMED_SECONDS``."""
+    """Tokens a second after the first, greedy, for ``TIMED_TOKENS`` tokens or ``TIMED_SECONDS``
+    from the first token on (reading the prompt is not timed: however slow, something is measured)."""
     from speakstream.llm.model import Sampling
 
     greedy = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.15, max_new_tokens=TIMED_TOKENS)
     stop = threading.Event()
     timer = threading.Timer(TIMED_SECONDS, stop.set)
     text, first = "", None
-    timer.start()
     try:
         for piece in model.stream_reply(TIMED_PROMPT, stop, greedy):
             if first is None:
                 first = time.perf_counter()
+                timer.start()
             else:
                 text += piece
     finally:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import deque
 from dataclasses import dataclass
 
 from speakstream.text.chunker import ChunkRules
@@ -65,17 +66,21 @@ class Pacer:
         self.rules = rules
         self.max_new_tokens = max_new_tokens
         self._lock = threading.Lock()
-        # Writing: from the first piece of text on, with the time the model was paused left out.
-        self._write_began: float | None = None
-        self._paused_since: float | None = None
-        self._paused_seconds = 0.0
+        # Writing: timed between pieces of text, leaving out every interval the model was asked to
+        # wait in (it waits a while at most, so in a long pause it writes on at an unknown pace).
+        self._last_piece_at: float | None = None
+        self._paused_now = False
+        self._pause_touched = False  # the interval since the last piece saw a pause
+        self._writing_seconds = 0.0
+        self._chars_timed = 0
         self._chars_written = 0
         self._tokens_written = 0
         self._finished = False
         # The chunk being written: where it began (characters written then).
         self._chunk_began_at_char = 0
-        # The voice: chunks cut but not yet spoken in full, and what it measured on those it spoke.
-        self._unspoken_chars = 0
+        # The voice: the chunks cut but not yet spoken in full (sizes, oldest first), and what it
+        # measured on those it spoke.
+        self._unspoken: deque[int] = deque()
         self._chars_spoken = 0
         self._synthesis_seconds = 0.0
         self._audio_seconds = 0.0
@@ -86,35 +91,34 @@ class Pacer:
 
     # -- what happened ------------------------------------------------------------------------
 
-    def wrote(self, chars: int, at: float) -> None:
-        """The model wrote a piece of text (one token's worth)."""
+    def wrote(self, chars: int, at: float, tokens: int = 1) -> None:
+        """The model wrote a piece of text, ``tokens`` tokens long."""
         with self._lock:
-            if self._write_began is None:
-                self._write_began = at
+            if self._last_piece_at is not None and not self._pause_touched:
+                self._writing_seconds += at - self._last_piece_at
+                self._chars_timed += chars
+            self._last_piece_at = at
+            self._pause_touched = self._paused_now
             self._chars_written += chars
-            self._tokens_written += 1
+            self._tokens_written += tokens
 
     def finished_writing(self) -> None:
         with self._lock:
             self._finished = True
 
     def paused(self, at: float) -> None:
-        """The model was asked to wait (the voice has the cores); its pace leaves this time out."""
+        """The model was asked to wait (the voice has the cores); its pace leaves this interval out."""
         with self._lock:
-            if self._paused_since is None:
-                self._paused_since = at
+            self._paused_now = self._pause_touched = True
 
     def resumed(self, at: float) -> None:
         with self._lock:
-            if self._paused_since is not None:
-                if self._write_began is not None:
-                    self._paused_seconds += at - max(self._paused_since, self._write_began)
-                self._paused_since = None
+            self._paused_now = False
 
     def cut(self, chars: int) -> None:
         """A chunk of ``chars`` characters went to the voice; the next one begins here."""
         with self._lock:
-            self._unspoken_chars += chars
+            self._unspoken.append(chars)
             self._chunk_began_at_char = self._chars_written
 
     def audio_ready(self, seconds: float, chunk_chars: int = 0, synthesis_seconds: float = 0.0) -> None:
@@ -124,7 +128,7 @@ class Pacer:
             self._held_seconds += seconds
             self._chunk_audio += seconds
             if chunk_chars:
-                self._unspoken_chars = max(0, self._unspoken_chars - chunk_chars)
+                self._drop_unspoken()
                 self._chars_spoken += chunk_chars
                 self._synthesis_seconds += synthesis_seconds
                 self._audio_seconds += self._chunk_audio
@@ -133,7 +137,7 @@ class Pacer:
     def chunk_skipped(self, chars: int) -> None:
         """The voice gave up on a chunk (it is logged elsewhere): nothing of it will play."""
         with self._lock:
-            self._unspoken_chars = max(0, self._unspoken_chars - chars)
+            self._drop_unspoken()
             self._chunk_audio = 0.0
 
     def handed_out(self, at: float, seconds: float) -> None:
@@ -154,11 +158,14 @@ class Pacer:
         with self._lock:
             pace = self._pace(at)
             write, synth = pace.write_seconds_per_char, pace.synthesis_seconds_per_char
-            if write is None or synth is None or self._plays_until is None:
+            plays_until = self._plays_until
+            if plays_until is None and self._held_seconds:
+                plays_until = at + self._held_seconds  # as if handed out now: holding on only adds time
+            if write is None or synth is None or plays_until is None:
                 return None
-            write, synth = write * SLACK, synth * SLACK
-            deadline = self._plays_until + self._coming_audio(pace) - HAND_OVER_SECONDS
-            voice_free = at + self._unspoken_chars * synth
+            write, synth = write * SLACK, max(synth * SLACK, 1e-6)
+            deadline = plays_until + self._coming_audio(pace) - HAND_OVER_SECONDS
+            voice_free = at + sum(self._unspoken) * synth
             # A chunk is cut once the token after it has come (only then is its end certain).
             written = self._chars_written - self._chunk_began_at_char - (pace.chars_per_token or 0.0)
             # Ready = max(written by, voice free) + its synthesis, at or before the deadline.
@@ -178,18 +185,23 @@ class Pacer:
             if synth is None or audio is None:
                 return 0.0  # nothing measured: no reason to wait
             write, synth = (write or 0.0) * SLACK, synth * SLACK
-            plays_until = at + self._held_seconds + self._coming_audio(pace)
+            # Each chunk already with the voice: made before its turn to play comes.
+            hold, made, before = 0.0, 0.0, -self._chunk_audio
+            for chars in self._unspoken:
+                made += chars * synth
+                hold = max(hold, made + HAND_OVER_SECONDS - self._held_seconds - max(0.0, before))
+                before += chars * audio
             remaining = self._remaining_chars(pace)
             if remaining == 0:
-                return max(0.0, at + self._unspoken_chars * synth + HAND_OVER_SECONDS - plays_until)
-            # The next chunk: the rest of its smallest useful size written, then spoken after what
-            # the voice still has.
+                return max(0.0, hold)
+            # The next chunk: the rest of its smallest useful size written (and the token after
+            # it), then spoken after what the voice still has.
+            plays_until = at + self._held_seconds + self._coming_audio(pace)
             written = self._chars_written - self._chunk_began_at_char
-            size = min(remaining + written, self.rules.first_max_chars)
-            to_write = max(0.0, size + (pace.chars_per_token or 0.0) - written)  # (and the token after it)
-            next_ready = max(at + to_write * write, at + self._unspoken_chars * synth) + size * synth
-            hold = next_ready + HAND_OVER_SECONDS - plays_until
-            # The rest of the reply, when it is made slower than it plays.
+            size = min(remaining, self.rules.first_max_chars)
+            to_write = max(0.0, size + (pace.chars_per_token or 0.0) - written)
+            next_ready = max(at + to_write * write, at + made) + size * synth
+            hold = max(hold, next_ready + HAND_OVER_SECONDS - plays_until)
             # The rest of the reply, when it is made slower than it plays: its last chunk is the
             # one that comes latest.
             slowest = max(write, synth)
@@ -202,15 +214,13 @@ class Pacer:
 
     def _pace(self, at: float) -> Pace:
         write = None
-        if self._write_began is not None and self._chars_written:
-            paused = self._paused_seconds
-            if self._paused_since is not None:
-                paused += at - max(self._paused_since, self._write_began)
-            writing = at - self._write_began - paused
-            if writing > 0 and not self._finished:
-                write = writing / self._chars_written
-            elif self._finished:
-                write = 0.0  # nothing left to write
+        if self._finished:
+            write = 0.0  # nothing left to write
+        elif self._chars_timed:
+            seconds = self._writing_seconds
+            if self._last_piece_at is not None and not self._pause_touched:
+                seconds += max(0.0, at - self._last_piece_at)  # (a token that is slow to come slows the pace)
+            write = seconds / self._chars_timed
         synth = audio = None
         if self._chars_spoken:
             synth = self._synthesis_seconds / self._chars_spoken
@@ -218,10 +228,15 @@ class Pacer:
         per_token = self._chars_written / self._tokens_written if self._tokens_written else None
         return Pace(write, synth, audio, per_token)
 
+    def _drop_unspoken(self) -> None:
+        """The voice is done with its oldest chunk."""
+        if self._unspoken:
+            self._unspoken.popleft()
+
     def _coming_audio(self, pace: Pace) -> float:
         """Seconds of audio the chunks already with the voice will add (their made part is held)."""
         assert pace.audio_seconds_per_char is not None
-        return max(0.0, self._unspoken_chars * pace.audio_seconds_per_char - self._chunk_audio)
+        return max(0.0, sum(self._unspoken) * pace.audio_seconds_per_char - self._chunk_audio)
 
     def _remaining_chars(self, pace: Pace) -> int:
         """Characters still to be written and spoken after the chunks with the voice: the text

@@ -168,6 +168,8 @@ class ReplyPipeline:
         held: list[tuple[np.ndarray, str, bool]] = []
         try:
             while pending:
+                if stop.is_set():
+                    held.clear()  # (a stopped reply says nothing more)
                 hold = pacer.hold_seconds(timeline.now()) if held else 0.0
                 if held and hold <= 0:
                     timeline.cushion_seconds = timeline.now() - (timeline.first_ready or timeline.now())
@@ -182,16 +184,16 @@ class ReplyPipeline:
                         yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
                     held.clear()
                     continue
+                wait = min(POLL_SECONDS, hold) if held else POLL_SECONDS
                 try:
-                    kind, value = events.get(timeout=min(POLL_SECONDS, hold) if held else POLL_SECONDS)
+                    kind, value = events.get(timeout=wait)
                 except queue.Empty:
-                    if held:
-                        continue  # the hold is checked again above
-                    if not any(worker.is_alive() for worker in workers) and events.empty():
+                    if not held and not any(worker.is_alive() for worker in workers) and events.empty():
                         break  # (what a worker put just before it ended is read first)
-                    # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
-                    yield ReplyUpdate(self.word_filter.mask(text), timeline)
-                    continue
+                    if wait == POLL_SECONDS:
+                        # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
+                        yield ReplyUpdate(self.word_filter.mask(text), timeline)
+                    continue  # (and a hold is checked again above)
                 if kind == "text":
                     timeline.mark("first_token")
                     text += str(value)
@@ -210,7 +212,7 @@ class ReplyPipeline:
                     if value == "text":
                         timeline.mark("generated")
                     pending -= 1
-            for samples, spoken, chunk_done in held:  # (all is made: nothing left to wait for)
+            for samples, spoken, chunk_done in [] if stop.is_set() else held:  # (all is made: nothing to wait for)
                 yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
         finally:
             stop.set()
@@ -259,7 +261,7 @@ class ReplyPipeline:
                 stream = options.model.stream_reply(prompt, stop, options.sampling, pause.event, self.cores)
                 for piece in stream:
                     events.put(("text", piece))
-                    pacer.wrote(len(piece), timeline.now())
+                    pacer.wrote(len(piece), timeline.now(), options.model.text_tokens(piece))
                     for chunk in chunker.feed(piece, pacer.chunk_limit(timeline.now())):
                         self._cut(chunk, pacer, timeline, chunks)
                 pacer.finished_writing()

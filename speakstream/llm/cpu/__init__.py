@@ -40,6 +40,12 @@ class Reply:
     pad_token: int | None
 
 
+def kept_stem(folder: Path, gguf_file: str | None) -> str:
+    """The start of a kept copy's name: the model's folder, and its GGUF file where a folder has
+    several (so replacing one model's older copies never deletes another's)."""
+    return f"{folder.name}-{Path(gguf_file).stem}" if gguf_file else folder.name
+
+
 def kept_name(folder: Path, gguf_file: str | None, *versions: str) -> str:
     """A digest that changes with the weight files (the GGUF file or the safetensors), the
     ``versions`` given and this package's code, so a stale kept copy is never loaded."""
@@ -68,7 +74,7 @@ class FastKernels:
         import transformers
 
         digest = kept_name(folder, gguf_file, chosen, torch.__version__, transformers.__version__)
-        return cache / "packed" / f"{folder.name}-{chosen}-{digest}.pt"
+        return cache / "packed" / f"{kept_stem(folder, gguf_file)}-{chosen}-{digest}.pt"
 
     def load_packed(self, path: Path) -> tuple[Any, str]:
         """The model kept at ``path`` and its weights' kind, or (None, "float32") when there is none."""
@@ -166,7 +172,8 @@ class OnnxKernels(FastKernels):
         from speakstream.llm.cpu.onnx_runtime import PRECISION, builder_version
 
         versions = (PRECISION, onnxruntime.__version__, builder_version(), transformers.__version__)
-        return cache / "onnx" / f"{folder.name}-{PRECISION}-{kept_name(folder, gguf_file, *versions)}"
+        digest = kept_name(folder, gguf_file, *versions)
+        return cache / "onnx" / f"{kept_stem(folder, gguf_file)}-{PRECISION}-{digest}"
 
     def load_packed(self, path: Path) -> tuple[Any, str]:
         from speakstream.llm.cpu.onnx_runtime import PRECISION, load_onnx

@@ -120,7 +120,10 @@ class OnnxCausalLM:
         self.threads = max(1, threads)
         self._sessions: dict[int, Any] = {}
         self._lock = threading.Lock()
+        # Alone, and beside a voice that speaks (CoreBudget leaves the model one core fewer): made
+        # now, not in the middle of a reply (other counts, rarer, on first use).
         session = self._session(self.threads)
+        self._session(max(1, self.threads - 1))
         self._past = [item.name for item in session.get_inputs() if item.name.startswith("past_key_values.")]
         self._outputs = ["logits", *(name.replace("past_key_values.", "present.") for name in self._past)]
         heads = config.num_key_value_heads
@@ -128,7 +131,8 @@ class OnnxCausalLM:
         self._empty = np.zeros((1, heads, 0, head_size), dtype=np.float32)
 
     def _session(self, threads: int) -> Any:
-        """A session on ``threads`` threads (made on first use: a thread count is fixed per session).
+        """A session on ``threads`` threads (each holds its own copy of the weights: a thread count is
+        fixed per session).
 
         Its workers sleep rather than spin between products: this loop runs beside the thread
         that streams the text, and a voice or a browser may share the cores (spinning workers
