@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from speakstream.audio.segments import FADE_SECONDS
+from speakstream.pipeline import reply as reply_module
 from speakstream.pipeline.reply import ReplyUpdate
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
@@ -49,6 +50,21 @@ def test_text_grows_in_order_and_every_chunk_is_spoken_once_in_order() -> None:
     audio = [update.audio for update in updates if update.audio is not None]
     assert len(audio) == len(voice.spoken) >= 4
     assert updates[-1].timeline.audio_seconds == pytest.approx(sum(a.size for a in audio) / pipeline.sample_rate)
+
+
+def test_text_written_faster_than_a_screen_shows_it_comes_in_fewer_updates_and_none_is_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page re-renders the chat for every update; text that comes within a frame of the
+    last update waits for the next one (here a frame longer than the whole reply)."""
+    monkeypatch.setattr(reply_module, "TEXT_FRAME_SECONDS", 3600.0)
+    model = ScriptedModel(STORY)
+    updates = reply(pipeline_for(model), speak=False)
+    texts = [update.text for update in updates]
+    assert texts[0] == model.pieces[0], "the first token is shown at once"
+    assert len(texts) < len(model.pieces) / 2
+    assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
+    assert updates[-1].final and texts[-1] == STORY
 
 
 def test_the_first_sound_is_handed_out_while_the_model_is_still_writing() -> None:

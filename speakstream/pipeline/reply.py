@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import queue
 import threading
 import time
@@ -47,6 +48,9 @@ DEFAULT_SAMPLE_RATE = 22050
 # How long reply() waits for the next event before it checks that its workers are alive and
 # hands its consumer a repeat of the last update (so a slow start can still be stopped at once).
 POLL_SECONDS = 0.5
+# Text updates come at most this often (what came in between goes with the next): a page
+# re-renders the chat for each one, and a model can write faster than a screen shows.
+TEXT_FRAME_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -166,6 +170,7 @@ class ReplyPipeline:
         pending = len(workers)
         # Audio ready but kept back (the pacer's start-up cushion), as (samples, spoken, chunk done).
         held: list[tuple[np.ndarray, str, bool]] = []
+        shown_at, unshown = -math.inf, False  # the last text update, and text written since
         try:
             while pending:
                 if stop.is_set():
@@ -183,21 +188,28 @@ class ReplyPipeline:
                     for samples, spoken, chunk_done in held:
                         yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
                     held.clear()
+                    unshown = False
                     continue
                 wait = min(POLL_SECONDS, hold) if held else POLL_SECONDS
+                if unshown:
+                    wait = min(wait, max(0.0, shown_at + TEXT_FRAME_SECONDS - timeline.now()))
                 try:
                     kind, value = events.get(timeout=wait)
                 except queue.Empty:
                     if not held and not any(worker.is_alive() for worker in workers) and events.empty():
                         break  # (what a worker put just before it ended is read first)
-                    if wait == POLL_SECONDS:
-                        # Nothing new: a repeat, so the consumer (and Gradio's Stop) gets a turn meanwhile.
+                    if wait == POLL_SECONDS or (unshown and timeline.now() - shown_at >= TEXT_FRAME_SECONDS):
+                        # The text held back, or a repeat, so the consumer (and Gradio's Stop) gets a turn.
+                        shown_at, unshown = timeline.now(), False
                         yield ReplyUpdate(self.word_filter.mask(text), timeline)
                     continue  # (and a hold is checked again above)
                 if kind == "text":
                     timeline.mark("first_token")
                     text += str(value)
-                    yield ReplyUpdate(self.word_filter.mask(text), timeline)
+                    unshown = True
+                    if timeline.now() - shown_at >= TEXT_FRAME_SECONDS:
+                        shown_at, unshown = timeline.now(), False
+                        yield ReplyUpdate(self.word_filter.mask(text), timeline)
                 elif kind == "audio":
                     assert isinstance(value, tuple)
                     timeline.mark("first_ready")
@@ -205,8 +217,11 @@ class ReplyPipeline:
                         held.append(value)
                     else:
                         yield from self._hand_out(text, *value, timeline, pacer, pause)
+                        unshown = False
                 elif kind == "error":
                     assert isinstance(value, BaseException)
+                    if unshown:  # (what was written before the error stays on the page)
+                        yield ReplyUpdate(self.word_filter.mask(text), timeline)
                     raise value
                 else:  # a worker finished
                     if value == "text":
