@@ -60,7 +60,8 @@ class Settings:
     llm_endpoint: str = _opt(
         "",
         "Address of an OpenAI-compatible model server (vLLM, TGI, llama.cpp, Ollama, transformers serve) "
-        "that writes the replies instead of a model in this process, e.g. http://127.0.0.1:8000 (empty: none).",
+        "that writes the replies instead of a model in this process, e.g. http://127.0.0.1:8000 or "
+        "http://127.0.0.1:8000/v1 (empty: none).",
     )
     llm_endpoint_model: str = _opt("", "The model to ask --llm-endpoint for (empty: the --llm id).")
     llm_endpoint_key: str = _opt(

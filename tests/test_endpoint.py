@@ -32,7 +32,7 @@ FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
 
 
 class FakeModelServer(ThreadingHTTPServer):
-    """Answers /v1/models and streams /v1/chat/completions as the test says: ``plan`` holds, per
+    """Answers /v1/models and streams /v1/chat/completions (and nothing else) as the test says: ``plan`` holds, per
     request, the pieces to send and whether to break off after them ("drop": before any)."""
 
     def __init__(self) -> None:
@@ -52,7 +52,16 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:  # quiet
         pass
 
+    def unknown_path(self, path: str) -> bool:
+        """A real server has no other address (a client that doubles /v1 gets a 404)."""
+        if self.path == path:
+            return False
+        self.send_error(404)
+        return True
+
     def do_GET(self) -> None:
+        if self.unknown_path("/v1/models"):
+            return
         body = json.dumps({"data": [{"id": "scripted"}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -61,6 +70,8 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        if self.unknown_path("/v1/chat/completions"):
+            return
         self.server.requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         pieces, ending = self.server.plan.pop(0)
         if ending == "drop":
@@ -90,6 +101,14 @@ def server() -> Iterator[FakeModelServer]:
 def served(url: str, **overrides: object) -> EndpointModel:
     settings = Settings(llm_endpoint=url, llm_endpoint_model="scripted", llm_endpoint_timeout=5, **overrides)
     return EndpointModel(settings).load()
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/v1", "/v1/"])
+def test_the_address_is_taken_with_or_without_v1_as_every_openai_client_takes_it(
+    server: FakeModelServer, suffix: str
+) -> None:
+    server.plan = [(["Paris"], "done")]
+    assert list(served(server.url + suffix).stream_reply(FRANCE, threading.Event(), SAMPLING)) == ["Paris"]
 
 
 def test_a_reply_streams_piece_by_piece_with_the_conversation_and_sampling_sent(server: FakeModelServer) -> None:

@@ -13,7 +13,8 @@ from transformers import LlamaForCausalLM
 
 from speakstream.llm.cpu.decoder_layer import FusedDecoderLayer
 from speakstream.llm.cpu.kv_cache import new_cache
-from speakstream.llm.cpu.quantize import Int4Linear, Int8Linear, choose_weights, kernels_work, quantize
+from speakstream.llm.cpu import FastKernels
+from speakstream.llm.cpu.quantize import Int4Linear, Int8Linear, SmallLinear, choose_weights, kernels_work, quantize
 from speakstream.llm.engine_choice import QUALITY_REFERENCE as REFERENCE
 from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.llm.sources import ModelSource
@@ -45,6 +46,31 @@ def test_int4_gives_back_q4_1_weights_and_only_rounds_arbitrary_ones() -> None:
     assert relative_error(Int4Linear(exact := q4_1_linear()), exact) < 0.01  # bfloat16 rounding only
     arbitrary = torch.nn.Linear(128, 64, bias=False)
     assert relative_error(Int4Linear(arbitrary), arbitrary) > 0.03  # 16 levels cannot hold these
+
+
+class HiddenOps:
+    """``torch.ops.aten`` of a torch build without some ops: asking for one raises AttributeError."""
+
+    def __init__(self, aten: object, hidden: set[str]) -> None:
+        self.aten, self.hidden = aten, hidden
+
+    def __getattr__(self, name: str) -> object:
+        if name in self.hidden:
+            raise AttributeError(f"'_OpNamespace' 'aten' object has no attribute '{name}'")
+        return getattr(self.aten, name)
+
+
+@pytest.mark.parametrize(("weights", "op"), [("int4", "_weight_int4pack_mm_for_cpu"), ("int8", "_weight_int8pack_mm")])
+def test_a_torch_build_without_the_kernel_op_keeps_float32_weights_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch, weights: str, op: str
+) -> None:
+    """These kernels are torch internals (pinned in requirements.txt); a build without them must
+    fall back, not fail at start."""
+    monkeypatch.setattr(torch.ops, "aten", HiddenOps(torch.ops.aten, {op}))
+    assert not kernels_work(weights)
+    model, kind = FastKernels().shrink(tiny_llama(), weights, None)
+    assert kind == "float32"
+    assert not any(isinstance(module, SmallLinear) for module in model.modules())
 
 
 def test_int8_rows_stay_within_a_percent() -> None:

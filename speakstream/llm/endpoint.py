@@ -43,7 +43,8 @@ class EndpointModel:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.llm_endpoint.rstrip("/")
+        # The server's own address: "http://host:8000" or, as OpenAI clients write it, ".../v1".
+        self.url = settings.llm_endpoint.rstrip("/").removesuffix("/v1")
         self.model_id = settings.llm_endpoint_model or settings.llm
         self.context_length = settings.llm_endpoint_context
         self.source: ModelSource | None = None

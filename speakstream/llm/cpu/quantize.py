@@ -88,11 +88,15 @@ def choose_weights(setting: str) -> str:
 
 
 def kernels_work(weights: str) -> bool:
-    """Whether this torch build has the CPU kernels ``weights`` needs (tried on a tiny layer)."""
+    """Whether this torch build has the CPU kernels ``weights`` needs (tried on a tiny layer).
+
+    They are private ``torch.ops.aten`` ops: a build can lack one (AttributeError), have it
+    without a CPU kernel (NotImplementedError) or refuse the layout (RuntimeError).
+    """
     make = Int4Linear if weights == "int4" else Int8Linear
     try:
         make(nn.Linear(2 * GROUP_SIZE, 16, bias=False))(torch.zeros(1, 2 * GROUP_SIZE))
-    except (RuntimeError, NotImplementedError) as error:
+    except (AttributeError, RuntimeError, NotImplementedError) as error:
         log.warning("No %s kernels in this torch build (%s); keeping float32 weights", weights, error)
         return False
     return True
