@@ -22,6 +22,7 @@ from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
 from speakstream.ui.handlers import (
     ERROR_NOTE,
+    REPLY_CONTROLS,
     ChatApp,
     ReplyChoices,
     client_address,
@@ -278,6 +279,12 @@ def test_a_new_message_stops_the_running_reply_before_it_waits_for_a_place() -> 
     events.wait_for("stopped")
     assert model.written == 3
     supersede({})  # nothing running: nothing to do
+
+
+def test_the_chat_api_names_every_parameter_as_the_reply_choices_name_them() -> None:
+    """API callers pass them by name (``client.predict("Hi", text_only=True, api_name="/chat")``)."""
+    parameters = build_ui(app()).get_api_info()["named_endpoints"]["/chat"]["parameters"]
+    assert [parameter["parameter_name"] for parameter in parameters] == ["message", "history", *REPLY_CONTROLS]
 
 
 def test_events_that_wait_for_a_reply_or_a_load_take_bounded_places_and_the_rest_never_wait() -> None:

@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
+from speakstream.llm.cpu import FastKernels
 from speakstream.llm.cpu.decoder_layer import FusedDecoderLayer
 from speakstream.llm.cpu.kv_cache import new_cache
-from speakstream.llm.cpu import FastKernels
 from speakstream.llm.cpu.quantize import Int4Linear, Int8Linear, SmallLinear, choose_weights, kernels_work, quantize
 from speakstream.llm.engine_choice import QUALITY_REFERENCE as REFERENCE
 from speakstream.llm.model import LanguageModel, Sampling

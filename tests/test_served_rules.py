@@ -37,7 +37,7 @@ def app() -> Iterator[ScriptedServer]:
 
 def ask(url: str, message: str, history: list | None = None, text_only: bool = True):
     return Client(url, verbose=False, download_files=False).submit(
-        message, history or [], "silent", 1.0, text_only, api_name="/chat"
+        message, history=history or [], voice="silent", text_only=text_only, api_name="/chat"
     )
 
 

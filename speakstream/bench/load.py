@@ -45,7 +45,13 @@ class Tally:
 
         try:
             final = client.predict(
-                prompt, [], None, 1.0, False, "", 0.2, 0.9, max_new_tokens, 1.15, None, api_name="/chat"
+                prompt,
+                system_prompt="",
+                temperature=0.2,
+                top_p=0.9,
+                max_new_tokens=max_new_tokens,
+                repetition_penalty=1.15,
+                api_name="/chat",
             )
         except QueueError:
             with self.lock:

@@ -112,11 +112,35 @@ class ChatApp:
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     replays: ReplayFiles | None = None  # None: the whole reply's audio goes to Gradio as samples
 
-    def chat(self, request: gr.Request, message: str, history: History | None, *rest: Any) -> Iterator[ChatOutputs]:
-        """The ``/chat`` event: (Gradio's request,) the message, the chat, each reply control (REPLY_CONTROLS
-        order), the session."""
-        *values, session = rest
-        choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
+    def chat(
+        self,
+        request: gr.Request,
+        message: str,
+        history: History | None,
+        voice: str | None = None,
+        speaking_rate: float | None = None,
+        text_only: bool = False,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: float | None = None,
+        repetition_penalty: float | None = None,
+        model: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> Iterator[ChatOutputs]:
+        """The ``/chat`` event: (Gradio's request,) the message, the chat, each reply control (as
+        :class:`ReplyChoices` names them, in its order), the session."""
+        choices = ReplyChoices(
+            voice=voice,
+            speaking_rate=speaking_rate,
+            text_only=text_only,
+            system_prompt=system_prompt,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=repetition_penalty,
+            model=model,
+        )
         client = client_address(request, self.settings.proxy_hops)
         page_here = page_on_this_machine(request, self.settings.proxy_hops)
         yield from respond(self, message, history, choices, session, client, page_here)
