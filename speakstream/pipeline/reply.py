@@ -77,6 +77,39 @@ class ReplyUpdate:
     final: bool = False
 
 
+@dataclass(frozen=True)
+class Written:
+    """The model wrote a piece of text."""
+
+    piece: str
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """The voice made a piece of a chunk's speech (the whole of it made when ``chunk_done``)."""
+
+    samples: np.ndarray
+    shown: str
+    chunk_done: bool
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A worker failed: the reply raises this error."""
+
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A worker ("text" or "voice") ended."""
+
+    worker: str
+
+
+Event = Written | Spoken | Failed | Finished
+
+
 class ModelPause:
     """The event the model waits on between tokens (the voice has the cores), told to the pacer too,
     so the model's pace leaves the waits out."""
@@ -144,7 +177,7 @@ class ReplyPipeline:
         # while the consumer hands that audio on (and the voice makes the rest of that chunk,
         # when it handed out its start early): the voice and the hand-over get the cores.
         pause = ModelPause(pacer, timeline)
-        events: queue.Queue[tuple[str, object]] = queue.Queue()
+        events: queue.Queue[Event] = queue.Queue()
         chunks: queue.Queue[str | None] = queue.Queue()
         prompt = self.prompt(messages, options)
         workers = [
@@ -169,7 +202,7 @@ class ReplyPipeline:
         text = ""
         pending = len(workers)
         # Audio ready but kept back (the pacer's start-up cushion), as (samples, spoken, chunk done).
-        held: list[tuple[np.ndarray, str, bool]] = []
+        held: list[Spoken] = []
         shown_at, unshown = -math.inf, False  # the last text update, and text written since
         try:
             while pending:
@@ -185,8 +218,8 @@ class ReplyPipeline:
                             timeline.cushion_seconds,
                             timeline.model,
                         )
-                    for samples, spoken, chunk_done in held:
-                        yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
+                    for audio in held:
+                        yield from self._hand_out(text, audio, timeline, pacer, pause)
                     held.clear()
                     unshown = False
                     continue
@@ -194,7 +227,7 @@ class ReplyPipeline:
                 if unshown:
                     wait = min(wait, max(0.0, shown_at + TEXT_FRAME_SECONDS - timeline.now()))
                 try:
-                    kind, value = events.get(timeout=wait)
+                    event = events.get(timeout=wait)
                 except queue.Empty:
                     if not held and not any(worker.is_alive() for worker in workers) and events.empty():
                         break  # (what a worker put just before it ended is read first)
@@ -203,32 +236,31 @@ class ReplyPipeline:
                         shown_at, unshown = timeline.now(), False
                         yield ReplyUpdate(self.word_filter.mask(text), timeline)
                     continue  # (and a hold is checked again above)
-                if kind == "text":
-                    timeline.mark("first_token")
-                    text += str(value)
-                    unshown = True
-                    if timeline.now() - shown_at >= TEXT_FRAME_SECONDS:
-                        shown_at, unshown = timeline.now(), False
-                        yield ReplyUpdate(self.word_filter.mask(text), timeline)
-                elif kind == "audio":
-                    assert isinstance(value, tuple)
-                    timeline.mark("first_ready")
-                    if held or (timeline.first_audio is None and pacer.hold_seconds(timeline.now()) > 0):
-                        held.append(value)
-                    else:
-                        yield from self._hand_out(text, *value, timeline, pacer, pause)
-                        unshown = False
-                elif kind == "error":
-                    assert isinstance(value, BaseException)
-                    if unshown:  # (what was written before the error stays on the page)
-                        yield ReplyUpdate(self.word_filter.mask(text), timeline)
-                    raise value
-                else:  # a worker finished
-                    if value == "text":
-                        timeline.mark("generated")
-                    pending -= 1
-            for samples, spoken, chunk_done in [] if stop.is_set() else held:  # (all is made: nothing to wait for)
-                yield from self._hand_out(text, samples, spoken, chunk_done, timeline, pacer, pause)
+                match event:
+                    case Written(piece):
+                        timeline.mark("first_token")
+                        text += piece
+                        unshown = True
+                        if timeline.now() - shown_at >= TEXT_FRAME_SECONDS:
+                            shown_at, unshown = timeline.now(), False
+                            yield ReplyUpdate(self.word_filter.mask(text), timeline)
+                    case Spoken():
+                        timeline.mark("first_ready")
+                        if held or (timeline.first_audio is None and pacer.hold_seconds(timeline.now()) > 0):
+                            held.append(event)
+                        else:
+                            yield from self._hand_out(text, event, timeline, pacer, pause)
+                            unshown = False
+                    case Failed(error):
+                        if unshown:  # (what was written before the error stays on the page)
+                            yield ReplyUpdate(self.word_filter.mask(text), timeline)
+                        raise error
+                    case Finished(worker):
+                        if worker == "text":
+                            timeline.mark("generated")
+                        pending -= 1
+            for audio in [] if stop.is_set() else held:  # (all is made: nothing left to wait for)
+                yield from self._hand_out(text, audio, timeline, pacer, pause)
         finally:
             stop.set()
         timeline.mark("done")
@@ -239,9 +271,7 @@ class ReplyPipeline:
     def _hand_out(
         self,
         text: str,
-        samples: np.ndarray,
-        spoken: str,
-        chunk_done: bool,
+        audio: Spoken,
         timeline: Timeline,
         pacer: Pacer,
         pause: ModelPause,
@@ -250,12 +280,13 @@ class ReplyPipeline:
         first = timeline.first_audio is None
         timeline.mark("first_audio")
         timeline.last_audio = timeline.now()
-        timeline.segments.append((timeline.last_audio, samples.size / self.sample_rate))
-        pacer.handed_out(timeline.last_audio, samples.size / self.sample_rate)
+        seconds = audio.samples.size / self.sample_rate
+        timeline.segments.append((timeline.last_audio, seconds))
+        pacer.handed_out(timeline.last_audio, seconds)
         if first and self.settings.pause_for_first_audio:
             pause.set()
-        yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=samples, spoken=spoken)
-        if chunk_done:  # (while the voice still makes the rest of a chunk, the model waits on)
+        yield ReplyUpdate(self.word_filter.mask(text), timeline, audio=audio.samples, spoken=audio.shown)
+        if audio.chunk_done:  # (while the voice still makes the rest of a chunk, the model waits on)
             pause.clear()
 
     def _read_text(
@@ -266,7 +297,7 @@ class ReplyPipeline:
         pacer: Pacer,
         options: ReplyOptions,
         timeline: Timeline,
-        events: queue.Queue[tuple[str, object]],
+        events: queue.Queue[Event],
         chunks: queue.Queue[str | None],
     ) -> None:
         """Forward the model's text as it comes, and cut it into chunks for the voice."""
@@ -275,7 +306,7 @@ class ReplyPipeline:
                 chunker = TextChunker(rules_from_settings(self.settings))
                 stream = options.model.stream_reply(prompt, stop, options.sampling, pause.event, self.cores)
                 for piece in stream:
-                    events.put(("text", piece))
+                    events.put(Written(piece))
                     pacer.wrote(len(piece), timeline.now(), options.model.text_tokens(piece))
                     for chunk in chunker.feed(piece, pacer.chunk_limit(timeline.now())):
                         self._cut(chunk, pacer, timeline, chunks)
@@ -284,10 +315,10 @@ class ReplyPipeline:
                     for chunk in chunker.flush(pacer.chunk_limit(timeline.now())):
                         self._cut(chunk, pacer, timeline, chunks)
         except Exception as error:  # noqa: BLE001 - handed to reply(), which raises it
-            events.put(("error", error))
+            events.put(Failed(error))
         finally:
             chunks.put(None)
-            events.put(("done", "text"))
+            events.put(Finished("text"))
 
     @staticmethod
     def _cut(chunk: str, pacer: Pacer, timeline: Timeline, chunks: queue.Queue[str | None]) -> None:
@@ -303,7 +334,7 @@ class ReplyPipeline:
         pacer: Pacer,
         timeline: Timeline,
         chunks: queue.Queue[str | None],
-        events: queue.Queue[tuple[str, object]],
+        events: queue.Queue[Event],
     ) -> None:
         """Synthesize chunk after chunk; a failing chunk is logged and skipped, the reply goes on."""
         voice = options.voice
@@ -328,7 +359,7 @@ class ReplyPipeline:
             timeline.audio_seconds += seconds
             pacer.audio_ready(seconds, chars, took)  # (before the reply can hear of it)
             if samples.size:
-                events.put(("audio", (samples, shown, end)))
+                events.put(Spoken(samples, shown, end))
 
         try:
             while (chunk := chunks.get()) is not None:
@@ -358,4 +389,4 @@ class ReplyPipeline:
                 timeline.synthesis_seconds += took
                 hand_out(samples, shown, end=True, chars=len(chunk), took=took)
         finally:
-            events.put(("done", "voice"))
+            events.put(Finished("voice"))
