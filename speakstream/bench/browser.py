@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from speakstream.bench.replies import load_prompts
@@ -24,78 +25,23 @@ from speakstream.bench.report import median_p90, table
 from speakstream.local_app import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
 from speakstream.settings import Settings
 
-# Polls every 5 ms in the page: when Enter was pressed, when the reply's first text showed,
-# when sound was first audible, and (HLS) every stretch where the audio clock stood still.
-PROBE_JS = """
-() => {
-  const m = window.__probe = {t0: null, text: null, audio: null, heardAt: null, stalls: [], last: -1, still: null};
-  document.addEventListener('keydown', (e) => { if (e.key === 'Enter') m.t0 = performance.now(); }, true);
-  setInterval(() => {
-    if (m.t0 === null) return;
-    const now = performance.now();
-    const bots = document.querySelectorAll('#chat .bot');  // textContent: no layout forced every 5 ms
-    if (m.text === null && bots.length && bots[bots.length - 1].textContent.trim()) m.text = now - m.t0;
-    const player = window.speakstreamPlayer;
-    if (player) {
-      if (m.audio === null && player.level() > 0.001) {
-        m.audio = now - m.t0;
-        m.heardAt = performance.timeOrigin + now;
-      }
-      return;
-    }
-    const a = document.querySelector('#reply-audio audio');
-    if (!a || a.currentTime === 0) return;
-    if (m.audio === null) m.audio = now - m.t0;
-    if (a.currentTime !== m.last) {
-      if (m.still !== null && now - m.still > 150) m.stalls.push({at: m.last, ms: now - m.still});
-      m.last = a.currentTime; m.still = null;
-    } else if (m.still === null) { m.still = now; }
-  }, 5);
-}
-"""
-# Web Audio: the silences between segments the player scheduled (a segment that came late).
-WEBAUDIO_STALLS_JS = """
-() => {
-  const log = window.speakstreamPlayer.log;
-  const stalls = [];
-  for (let i = 1; i < log.length; i++) {
-    const gap = log[i].start - log[i - 1].end;
-    if (gap >= 0.15) stalls.push({at: log[i - 1].end - log[0].start, ms: gap * 1000});
-  }
-  return stalls;
-}
-"""
-# Web Audio: from the server handing out the reply's first segment to its first sound.
-TRANSPORT_JS = """
-() => {
-  const p = window.speakstreamPlayer, m = window.__probe;
-  const first = p.log.find((entry) => entry.reply === p.reply && entry.index === 0);
-  return first && first.sent && m.heardAt ? m.heardAt - first.sent : null;
-}
-"""
-# Milliseconds from Stop until the reply is silent (Web Audio: the analyser hears nothing; HLS: paused).
-STOP_JS = """
-() => new Promise((resolve) => {
-  const p = window.speakstreamPlayer, a = document.querySelector('#reply-audio audio');
-  const t0 = performance.now();
-  document.querySelector('#stop').click();
-  const check = () => {
-    const silent = p ? p.level() === 0 && p.sources.length === 0 : a.paused;
-    if (silent) resolve(performance.now() - t0); else setTimeout(check, 1);
-  };
-  check();
-})
-"""
+
+def _probe(name: str) -> str:
+    """A script the bench runs in the page (``speakstream/bench/probes``)."""
+    return resources.files("speakstream.bench").joinpath("probes", name).read_text(encoding="utf-8")
+
+
+PROBE_JS = _probe("probe.js")
+WEBAUDIO_STALLS_JS = _probe("webaudio_stalls.js")
+TRANSPORT_JS = _probe("transport.js")
+STOP_JS = _probe("stop_to_silence.js")
+PLAYED_JS = _probe("played.js")
+REPLIED_JS = _probe("replied.js")
+HEARD_JS = _probe("heard.js")
+MEASURED_JS = _probe("measured.js")
+
 # Chromium's main-thread counters (seconds): all tasks, and of those script, style and layout.
 MAIN_THREAD_COUNTERS = ("TaskDuration", "ScriptDuration", "RecalcStyleDuration", "LayoutDuration")
-PLAYED_JS = """
-() => {
-  const p = window.speakstreamPlayer;
-  if (p) return p.done && p.sources.length === 0;
-  const a = document.querySelector('#reply-audio audio');
-  return Boolean(a) && (a.ended || a.paused) && a.currentTime > 0;
-}
-"""
 
 
 def _ask(page, url: str, prompt: str) -> None:
@@ -110,14 +56,12 @@ def _ask(page, url: str, prompt: str) -> None:
 
 def _measure(page, url: str, prompt: str) -> dict:
     _ask(page, url, prompt)
-    page.wait_for_function(
-        "() => (document.querySelector('#stats')?.innerText || '').includes('first token')", timeout=180_000
-    )
+    page.wait_for_function(REPLIED_JS, timeout=180_000)
     spoken = float(re.search(r"audio ([\d.]+) s", page.locator("#stats").inner_text()).group(1))
     page.wait_for_function(PLAYED_JS, timeout=(spoken + 60) * 1000)
-    probe = page.evaluate("() => window.__probe")
+    probe = page.evaluate(MEASURED_JS)
     transport = None
-    if page.evaluate("() => Boolean(window.speakstreamPlayer)"):
+    if probe["webaudio"]:
         probe["stalls"] = page.evaluate(WEBAUDIO_STALLS_JS)
         transport = page.evaluate(TRANSPORT_JS)
     gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
@@ -129,7 +73,7 @@ def _measure(page, url: str, prompt: str) -> dict:
 def _stop_to_silence(page, url: str, prompt: str) -> float:
     """Send ``prompt``, press Stop once its reply has spoken for a second, and time the silence."""
     _ask(page, url, prompt)
-    page.wait_for_function("() => window.__probe.audio !== null", timeout=60_000)
+    page.wait_for_function(HEARD_JS, timeout=60_000)
     page.wait_for_timeout(1000)
     return page.evaluate(STOP_JS)
 
@@ -149,11 +93,7 @@ def _main_thread(page, url: str, prompt: str) -> dict[str, float]:
     before = counters()
     box.fill(prompt)
     box.press("Enter")
-    page.wait_for_function(
-        "() => (document.querySelector('#stats')?.innerText || '').includes('first token')",
-        polling=250,
-        timeout=180_000,
-    )
+    page.wait_for_function(REPLIED_JS, polling=250, timeout=180_000)
     page.wait_for_function(PLAYED_JS, polling=250, timeout=180_000)
     after = counters()
     busy = {name: after[name] - before[name] for name in MAIN_THREAD_COUNTERS}

@@ -15,7 +15,7 @@ import gradio as gr
 from speakstream.llm.sources import model_label
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
 from speakstream.ui.handlers import REPLY_CONTROLS, ChatApp, last_turn_removed, load_model, load_voice, supersede
-from speakstream.ui.player import CLEAR_JS, STOP_JS, player_component
+from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
 from speakstream.voices import VoiceSet
 
 # Status lines of picked models (and, apart, voices) followed at once; more wait in the queue.
@@ -210,13 +210,12 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             trigger_mode="always_last",
             **quick,
         )
-        # The page marks itself once what the browser saved is back (browser tests and scripts wait for it).
         demo.load(
             functools.partial(restore, app.voices, app.models),
             inputs=[saved_chat, saved_settings],
             outputs=[chatbot, *controls],
             **quick,
-        ).then(None, js="() => { document.body.dataset.restored = 'true'; }", **quick)
+        ).then(None, js=RESTORED_JS, **quick)
     demo.queue(max_size=settings.queue_size)
     # Gradio has no public size for its queue nor count of its sessions (its state holder, set up at
     # launch, keeps one entry per session); read them where Gradio keeps them (gradio pinned;

@@ -1,0 +1,2 @@
+// The probe has heard the reply's first sound.
+() => window.__probe.audio !== null

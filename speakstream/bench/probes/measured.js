@@ -1,0 +1,2 @@
+// What the probe measured, and whether the page plays through the Web Audio player.
+() => ({...window.__probe, webaudio: Boolean(window.speakstreamPlayer)})
