@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-# espeak-ng: phonemes for glow-tts; ffmpeg: Gradio's streaming audio; chromium: browser tests; nodejs: the page's script tests.
-RUN_PACKAGES := espeak-ng ffmpeg
+# espeak-ng: phonemes for glow-tts; chromium: browser tests; nodejs: the page's script tests.
+RUN_PACKAGES := espeak-ng
 TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core nodejs
 
 .PHONY: run test lint system-run system-test

@@ -21,7 +21,6 @@ from speakstream.settings import Settings, load_settings
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget, machine_cores
-from speakstream.ui.ffmpeg import ensure_ffmpeg
 from speakstream.ui.handlers import ChatApp
 from speakstream.ui.page import build_ui
 from speakstream.voices import VoiceLoadError, VoiceSet, load_voices
@@ -109,8 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     if settings.download_models:
         return download_models(settings)
-    if settings.player == "hls":  # Gradio's streaming audio element encodes with ffmpeg
-        ensure_ffmpeg(settings.model_cache_dir / "bin")
     try:
         choose_device(settings.device)
     except NoGpu as error:

@@ -23,7 +23,6 @@ DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_TTS_MODEL = "tts_models/en/ljspeech/glow-tts"
 ENV_PREFIX = "SPEAKSTREAM_"
 WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
-PLAYER_CHOICES = ("webaudio", "hls")
 CPU_KERNEL_CHOICES = ("auto", "torch", "onnx", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -155,12 +154,6 @@ class Settings:
     speaking_rate: float = _opt(1.0, "Speaking rate: above 1 speaks faster, below 1 slower.")
     tts_threads: int = _opt(1, "Threads for a Piper voice (onnxruntime); a Coqui voice speaks on one torch thread.")
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
-    player: str = _opt(
-        "webaudio",
-        "How the page plays speech: webaudio (the page schedules each segment itself: sound sooner, no stalls) "
-        "or hls (Gradio's streaming audio element, through ffmpeg and HLS; the benchmark's baseline).",
-        choices=PLAYER_CHOICES,
-    )
     first_chunk_max_chars: int = _opt(
         24, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
     )

@@ -1,4 +1,4 @@
-"""Running anywhere: the README as a Space card, host/port/share from the environment, ffmpeg from PyPI."""
+"""Running anywhere: the README as a Space card, host/port/share from the environment, what a Space installs."""
 
 from __future__ import annotations
 
@@ -11,12 +11,10 @@ from pathlib import Path
 
 import gradio
 import httpx
-import imageio_ffmpeg
 import pytest
 import yaml
 
 from speakstream.local_app import start_app, stop_app
-from speakstream.ui.ffmpeg import ensure_ffmpeg
 
 from support import free_port
 
@@ -43,30 +41,12 @@ def test_readme_is_a_valid_space_card() -> None:
 
 def test_space_packages_list_what_the_app_needs() -> None:
     packages = (ROOT / "packages.txt").read_text().split()
-    assert {"espeak-ng", "ffmpeg"} <= set(packages)
+    assert set(packages) == {"espeak-ng"}, "glow-tts's phonemes; nothing else is needed from apt to run"
 
 
 def test_requirements_pin_the_versions_the_tests_ran_with() -> None:
     requirements = (ROOT / "requirements.txt").read_text()
     assert f"gradio=={gradio.__version__}" in requirements
-
-
-def test_ffmpeg_from_imageio_is_used_when_path_has_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    found = ensure_ffmpeg(tmp_path / "bin")
-    assert found == str(tmp_path / "bin" / "ffmpeg")
-    assert os.environ["PATH"].startswith(str(tmp_path / "bin"))
-    version = subprocess.run([found, "-version"], capture_output=True, text=True, check=True).stdout
-    assert version.startswith("ffmpeg version")
-
-
-def test_an_ffmpeg_on_path_is_preferred(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    system = tmp_path / "system-bin"
-    system.mkdir()
-    (system / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
-    monkeypatch.setenv("PATH", str(system))
-    assert ensure_ffmpeg(tmp_path / "bin") == str(system / "ffmpeg")
-    assert not (tmp_path / "bin").exists()
 
 
 @pytest.mark.slow

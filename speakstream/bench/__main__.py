@@ -58,9 +58,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
-    parser.add_argument(
-        "--players", default="hls,webaudio", help="browser: the players measured, comma-separated (hls, webaudio)"
-    )
     parser.add_argument("--llama-bench", type=Path, default=None, help="engines: a llama-bench binary, the reference")
     parser.add_argument("--isa", default=None, help="emulate a host with this instruction set (e.g. avx2)")
     parser.add_argument("--cores", type=int, default=None, help="emulate a host with this many cores")
@@ -130,7 +127,7 @@ def run(args: argparse.Namespace) -> None:
         else:
             from speakstream.bench.browser import bench_browser
 
-            bench_browser(settings, args.prompts, args.limit, args.runs, args.players.split(","))
+            bench_browser(settings, args.prompts, args.limit, args.runs)
 
 
 if __name__ == "__main__":

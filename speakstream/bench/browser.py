@@ -1,22 +1,18 @@
 """What a person perceives, measured in headless Chromium against `python app.py`.
 
 For each prompt: Enter to the first chat text, Enter to the first audible sound, and
-playback stalls (silences of 150 ms or more before the reply's audio has all played), with
-the page's Web Audio player next to Gradio's HLS audio element (``--player hls``) in the
-same run; then, once per prompt, Stop pressed while the reply speaks, to silence; then, once
-per prompt, the page's main-thread time over a reply (Chromium's counters). Web Audio:
-sound is audible when the player's analyser sees it; a stall is a segment scheduled after
-the one before had ended; the transport is from the server handing out the first segment
-(its clock, the same machine's) to that sound. HLS: the audio element's clock moves, a
-stall is the clock standing still, silence is the element paused. Needs Playwright and
-Debian's Chromium (the test extras).
+playback stalls (silences of 150 ms or more before the reply's audio has all played); then,
+once per prompt, Stop pressed while the reply speaks, to silence; then, once per prompt, the
+page's main-thread time over a reply (Chromium's counters). Sound is audible when the
+player's analyser sees it; a stall is a segment scheduled after the one before had ended;
+the transport is from the server handing out the first segment (its clock, the same
+machine's) to that sound. Needs Playwright and Debian's Chromium (the test extras).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -32,7 +28,7 @@ def _probe(name: str) -> str:
 
 
 PROBE_JS = _probe("probe.js")
-WEBAUDIO_STALLS_JS = _probe("webaudio_stalls.js")
+STALLS_JS = _probe("stalls.js")
 TRANSPORT_JS = _probe("transport.js")
 STOP_JS = _probe("stop_to_silence.js")
 PLAYED_JS = _probe("played.js")
@@ -60,10 +56,8 @@ def _measure(page, url: str, prompt: str) -> dict:
     spoken = float(re.search(r"audio ([\d.]+) s", page.locator("#stats").inner_text()).group(1))
     page.wait_for_function(PLAYED_JS, timeout=(spoken + 60) * 1000)
     probe = page.evaluate(MEASURED_JS)
-    transport = None
-    if probe["webaudio"]:
-        probe["stalls"] = page.evaluate(WEBAUDIO_STALLS_JS)
-        transport = page.evaluate(TRANSPORT_JS)
+    probe["stalls"] = page.evaluate(STALLS_JS)
+    transport = page.evaluate(TRANSPORT_JS)
     gaps = [s["ms"] / 1000 for s in probe["stalls"] if s["at"] < spoken - 0.3]
     if os.environ.get("SPEAKSTREAM_BENCH_DEBUG"):
         print("    stalls:", probe["stalls"])
@@ -100,38 +94,32 @@ def _main_thread(page, url: str, prompt: str) -> dict[str, float]:
     return {"seconds": after["Timestamp"] - before["Timestamp"], **busy}
 
 
-def bench_browser(
-    settings: Settings, prompts_file: Path, limit: int | None, runs: int, players: Sequence[str] = ("hls", "webaudio")
-) -> None:
-    """Enter -> first text and -> first audible sound in Chromium, Gradio's HLS element next to the Web Audio player.
+def bench_browser(settings: Settings, prompts_file: Path, limit: int | None, runs: int) -> None:
+    """Enter -> first text and -> first audible sound in Chromium, against `python app.py`.
 
-    Each player gets its own `python app.py` (today's other settings); each reply a new
-    browser context, so nothing a previous reply left in the browser is restored into the chat.
+    Each reply gets a new browser context, so nothing a previous reply left in the browser is
+    restored into the chat.
     """
     from speakstream.bench.speed import settings_env
 
     prompts = load_prompts(prompts_file)[:limit]
-    rows = []
-    for name in players:
-        print(f"player {name}:")
-        # One person asking again and again: the per-address rate limit is not what is measured.
-        results, stops, busy = _browse(prompts, runs, settings_env({"player": name, "rate_limit": 0}))
-        rows.append(
-            [
-                name,
-                median_p90([r["text"] for r in results]),
-                median_p90([r["audio"] for r in results]),
-                median_p90([r["transport"] for r in results]),
-                str(sum(len(r["gaps"]) for r in results)),
-                f"{sum(sum(r['gaps']) for r in results):.2f}",
-                str(sum(bool(r["gaps"]) for r in results)),
-                str(len(results)),
-                median_p90(stops),
-                median_p90([b["TaskDuration"] * 1000 for b in busy]),
-                f"{100 * sum(b['TaskDuration'] for b in busy) / sum(b['seconds'] for b in busy):.1f}",
-            ]
-        )
-    headers = ["player", "Enter→text ms", "Enter→audible ms", "server→audible ms", "stalls", "stall s"]
+    # One person asking again and again: the per-address rate limit is not what is measured.
+    results, stops, busy = _browse(prompts, runs, settings_env({"rate_limit": 0}))
+    rows = [
+        [
+            median_p90([r["text"] for r in results]),
+            median_p90([r["audio"] for r in results]),
+            median_p90([r["transport"] for r in results]),
+            str(sum(len(r["gaps"]) for r in results)),
+            f"{sum(sum(r['gaps']) for r in results):.2f}",
+            str(sum(bool(r["gaps"]) for r in results)),
+            str(len(results)),
+            median_p90(stops),
+            median_p90([b["TaskDuration"] * 1000 for b in busy]),
+            f"{100 * sum(b['TaskDuration'] for b in busy) / sum(b['seconds'] for b in busy):.1f}",
+        ]
+    ]
+    headers = ["Enter→text ms", "Enter→audible ms", "server→audible ms", "stalls", "stall s"]
     headers += ["replies with stalls", "replies", "Stop→silence ms", "page main thread ms/reply", "% busy"]
     print(table(headers, rows))
 

@@ -42,7 +42,7 @@ from speakstream.text.conversation import bounded_history, content_text, to_mode
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
 from speakstream.ui.browser_storage import remember_chat
-from speakstream.ui.player import AudioStream, audio_stream
+from speakstream.ui.player import AudioStream
 from speakstream.voices import VoiceSet
 
 log = logging.getLogger(__name__)
@@ -229,7 +229,7 @@ def respond(
     session["running"] = (stop, ended)
     before = history
     history = [*history, {"role": "user", "content": for_display(text)}, {"role": "assistant", "content": ""}]
-    stream = audio_stream(settings.player, uuid.uuid4().hex[:16], pipeline.sample_rate)
+    stream = AudioStream(uuid.uuid4().hex[:16], pipeline.sample_rate)
     metrics.replies_started.inc()
     metrics.replies_running.inc()
     outcome = "stopped"
@@ -334,9 +334,8 @@ def _stream_reply(
         history[-1] = {"role": "assistant", "content": update.text}
         if update.audio is not None:
             spoken.append(update.audio)
-            for audio in stream.segment(update.audio, update.spoken):
-                view.player = audio
-                yield view.outputs()
+            view.player = stream.segment(update.audio, update.spoken)
+            yield view.outputs()
         elif update.final:
             timeline = update.timeline
             if spoken:

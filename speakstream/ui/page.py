@@ -75,7 +75,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             undo = gr.Button("Undo", min_width=60, elem_id="undo")
             clear = gr.Button("Clear", min_width=60, elem_id="clear")
         gr.Examples(EXAMPLE_PROMPTS, inputs=[message], label="Try one")
-        player = player_component(settings.player)
+        player = player_component()
         stats = gr.Markdown("", elem_id="stats")
         with gr.Accordion("Voice and replay", open=False):
             with gr.Row():

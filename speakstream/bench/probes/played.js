@@ -1,6 +1,5 @@
+// The reply's audio has all been handed to the player and played.
 () => {
   const p = window.speakstreamPlayer;
-  if (p) return p.done && p.sources.length === 0;
-  const a = document.querySelector('#reply-audio audio');
-  return Boolean(a) && (a.ended || a.paused) && a.currentTime > 0;
+  return p.done && p.sources.length === 0;
 }

@@ -1,4 +1,4 @@
-// Web Audio: the silences between segments the player scheduled (a segment that came late).
+// The silences between segments the player scheduled (a segment that came late).
 () => {
   const log = window.speakstreamPlayer.log;
   const stalls = [];
