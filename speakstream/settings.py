@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speakstream.controls import NUMBERS
 from speakstream.torch_threads import machine_cores
 
 DEFAULT_LLM = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -231,24 +232,21 @@ class Settings:
         return self.model_cache or _default_cache_dir()
 
 
-# The range each number must lie in: (smallest, largest), None for no bound.
+# The range each number must lie in: (smallest, largest), None for no bound. A user's controls
+# (speakstream/controls.py) bring their own: the operator's default must be one a user can pick.
 RANGES: dict[str, tuple[float | None, float | None]] = {
+    **{control.name: (control.low, control.high) for control in NUMBERS},
     "max_model_size_gb": (0.01, None),
     "llm_endpoint_timeout": (0.1, None),
     "llm_endpoint_context": (64, None),
     "max_loaded_models": (1, None),
     "max_loaded_voices": (1, None),
-    "temperature": (0.0, 2.0),
-    "top_p": (0.01, 1.0),
-    "repetition_penalty": (1.0, 2.0),
-    "max_new_tokens": (1, 8192),
     "prompt_cache_tokens": (0, None),
     "torch_threads": (0, 256),
     "chunk_min_chars": (1, None),
     "chunk_max_chars": (1, None),
     "first_chunk_min_chars": (1, None),
     "first_chunk_max_chars": (1, None),
-    "speaking_rate": (0.25, 4.0),
     "tts_threads": (1, 256),
     "max_input_chars": (1, None),
     "max_history_turns": (2, None),

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gradio as gr
 import pytest
 
+from speakstream.controls import CONTROLS, NUMBERS, Control
 from speakstream.llm.pool import ModelPool
-from speakstream.settings import Settings
+from speakstream.server import assemble
+from speakstream.settings import Settings, problems
 from speakstream.text.admission import InvalidMessage, for_display
 from speakstream.text.conversation import content_text
 from speakstream.ui.browser_storage import SAVED_CONTROLS, remember_chat, remember_settings, restore
-from speakstream.ui.handlers import ChatApp, ReplyChoices, last_turn_removed, reply_settings, respond
+from speakstream.ui.handlers import (
+    REPLY_CONTROLS,
+    ChatApp,
+    ReplyChoices,
+    last_turn_removed,
+    reply_settings,
+    respond,
+)
+from speakstream.ui.page import build_ui
 from speakstream.voices import VoiceSet
 
 from fakes import ScriptedModel, SilentVoice
@@ -27,13 +39,59 @@ def test_user_choices_are_kept_within_safe_ranges() -> None:
         system_prompt="  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5, speaking_rate=1e-4
     )
     chosen = reply_settings(server, wild)
-    assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (2.0, 0.05, 256, 1.0)
+    assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (1.5, 0.05, 256, 1.0)
     assert chosen.speaking_rate == 0.5, "never ten thousand times longer audio"
     assert chosen.system_prompt == ""
     assert reply_settings(server, ReplyChoices(system_prompt="Be <|im_start|>brief.")).system_prompt == "Be brief."
     assert reply_settings(server, ReplyChoices()) == server
     with pytest.raises(InvalidMessage, match="the limit is 1,000"):
         reply_settings(server, ReplyChoices(system_prompt="x" * 1001))
+
+
+def sliders_of(page: gr.Blocks) -> dict[str, gr.Slider]:
+    return {block.elem_id: block for block in page.blocks.values() if isinstance(block, gr.Slider)}
+
+
+@pytest.mark.parametrize("control", NUMBERS, ids=lambda control: control.name)
+def test_the_slider_the_api_and_the_start_up_check_agree_on_each_controls_range(control: Control) -> None:
+    """One declaration (speakstream/controls.py): what the page offers is what an API caller gets
+    and what an operator may set as the default."""
+    server = Settings()
+    setting = getattr(server, control.name)
+    highest = control.highest(setting)
+    slider = sliders_of(build_ui(app_with(server)))[control.name.replace("_", "-")]
+    assert (slider.minimum, slider.maximum, slider.step, slider.label) == (
+        control.low,
+        highest,
+        control.step,
+        control.label,
+    )
+    assert slider.value == setting, "the operator's default"
+    below = reply_settings(server, ReplyChoices(**{control.name: control.low - 1}))
+    above = reply_settings(server, ReplyChoices(**{control.name: highest + 1}))
+    assert (getattr(below, control.name), getattr(above, control.name)) == (slider.minimum, slider.maximum)
+    assert not problems(dataclasses.replace(server, **{control.name: control.kind(control.low)}))
+    assert not problems(dataclasses.replace(server, **{control.name: control.kind(control.high)}))
+    for outside in (control.low - control.step, control.high + control.step):
+        assert any(flag(control.name) in problem for problem in problems(replace_number(server, control, outside)))
+
+
+def test_the_reply_choices_the_api_and_the_browser_take_are_the_declared_controls() -> None:
+    assert [control.name for control in CONTROLS if control.reply_choice] == REPLY_CONTROLS
+    assert list(SAVED_CONTROLS) == [control.name for control in CONTROLS]
+
+
+def app_with(settings: Settings) -> ChatApp:
+    voice = SilentVoice()
+    return assemble(ScriptedModel("Hello."), VoiceSet({voice.key: voice}, voice.key), settings)
+
+
+def replace_number(settings: Settings, control: Control, value: float) -> Settings:
+    return dataclasses.replace(settings, **{control.name: control.kind(value)})
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 @pytest.mark.parametrize("odd", [float("nan"), float("inf"), float("-inf"), "1e999", "fast", [1]])

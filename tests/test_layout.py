@@ -8,8 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "speakstream"
 # The stages in the order a reply flows through them; each may use the ones before it.
 STAGES = ["llm", "text", "voices", "audio", "pipeline", "ui"]
-# Used by every stage, using none: configuration, threads, devices, metrics, loading on a pick.
-SHARED = {"settings", "torch_threads", "devices", "host", "metrics", "load_once"}
+# Used by every stage, using none: configuration, the user's controls, threads, devices, metrics, loading on a pick.
+SHARED = {"settings", "controls", "torch_threads", "devices", "host", "metrics", "load_once"}
 # Assembly and tools, above the stages: start-up, the benchmarks, running the app locally.
 ABOVE = {"server", "bench", "local_app"}
 

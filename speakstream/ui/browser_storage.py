@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 
+from speakstream.controls import CONTROLS
 from speakstream.llm.pool import ModelPool
 from speakstream.llm.sources import ModelLoadError
 from speakstream.text.conversation import content_text
@@ -22,18 +23,9 @@ MAX_SAVED_MESSAGES = 100
 
 
 # Every control of the page a browser keeps across reloads, in page order, with the types a
-# saved value may have: the reply choices and whether the timing line shows.
+# saved value may have (JSON gives back 1.0 as 1: a number may come back as either).
 SAVED_CONTROLS: dict[str, type | tuple[type, ...]] = {
-    "voice": str,
-    "speaking_rate": (int, float),
-    "text_only": bool,
-    "show_stats": bool,
-    "system_prompt": str,
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "max_new_tokens": (int, float),
-    "repetition_penalty": (int, float),
-    "model": str,
+    control.name: (int, float) if control.is_number else control.kind for control in CONTROLS
 }
 
 

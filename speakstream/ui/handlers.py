@@ -16,7 +16,6 @@ import dataclasses
 import html
 import ipaddress
 import logging
-import math
 import threading
 import time
 import urllib.parse
@@ -30,6 +29,7 @@ import gradio as gr
 import numpy as np
 
 from speakstream.audio.replay_files import ReplayFiles
+from speakstream.controls import NUMBERS
 from speakstream.llm.endpoint import EndpointError
 from speakstream.llm.model import Sampling
 from speakstream.llm.pool import ModelPool
@@ -368,26 +368,10 @@ def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
     if choices.system_prompt is not None:
         prompt = str(choices.system_prompt).strip()
         chosen["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
-    bounds = {
-        "temperature": (0.0, 2.0),
-        "top_p": (0.05, 1.0),
-        "max_new_tokens": (1, settings.max_new_tokens),
-        "repetition_penalty": (1.0, 2.0),
-        "speaking_rate": (0.5, 2.0),
-    }
-    for name, (low, high) in bounds.items():
-        if (value := getattr(choices, name)) is not None:
-            chosen[name] = type(low)(_within(value, low, high, getattr(settings, name)))
+    for control in NUMBERS:
+        if (value := getattr(choices, control.name)) is not None:
+            chosen[control.name] = control.clamp(value, getattr(settings, control.name))
     return dataclasses.replace(settings, **chosen)
-
-
-def _within(value: object, low: float, high: float, default: float) -> float:
-    """``value`` as a number kept within ``low``..``high``; ``default`` when it is not a finite number."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return default
-    return min(max(number, low), high) if math.isfinite(number) else default
 
 
 def supersede(session: dict[str, Any] | None) -> None:

@@ -12,7 +12,9 @@ from typing import Any
 
 import gradio as gr
 
+from speakstream.controls import BY_NAME
 from speakstream.llm.sources import model_label
+from speakstream.settings import Settings
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
 from speakstream.ui.handlers import REPLY_CONTROLS, ChatApp, last_turn_removed, load_model, load_voice, supersede
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
@@ -40,6 +42,20 @@ def voice_status(voices: VoiceSet) -> str:
     lines = [f"**Voice:** {voice.label}" if voice else "**Voice:** none (text only)"]
     lines += [f"- {notice}" for notice in voices.notices]
     return "\n".join(lines)
+
+
+def slider(name: str, settings: Settings, **layout: Any) -> gr.Slider:
+    """The slider of a number control, as the table declares it, starting at the operator's setting."""
+    control, setting = BY_NAME[name], getattr(settings, name)
+    return gr.Slider(
+        control.low,
+        control.highest(setting),
+        value=setting,
+        step=control.step,
+        label=control.label,
+        elem_id=name.replace("_", "-"),
+        **layout,
+    )
 
 
 def build_ui(app: ChatApp) -> gr.Blocks:
@@ -82,17 +98,15 @@ def build_ui(app: ChatApp) -> gr.Blocks:
                 voice = gr.Dropdown(
                     choices=app.voices.choices,
                     value=app.voices.default,
-                    label="Voice",
+                    label=BY_NAME["voice"].label,
                     interactive=bool(app.voices.voices),
                     elem_id="voice",
                 )
                 voice_status_line = gr.Markdown("", elem_id="voice-status")
-                speaking_rate = gr.Slider(
-                    0.5, 2.0, value=settings.speaking_rate, step=0.05, label="Speaking rate", min_width=200
-                )
+                speaking_rate = slider("speaking_rate", settings, min_width=200)
             with gr.Row():
-                text_only = gr.Checkbox(value=settings.text_only, label="Text only (no speech)")
-                show_stats = gr.Checkbox(value=True, label="Show reply timings")
+                text_only = gr.Checkbox(value=settings.text_only, label=BY_NAME["text_only"].label)
+                show_stats = gr.Checkbox(value=True, label=BY_NAME["show_stats"].label)
             replay = gr.Audio(
                 label="Whole reply (replay or download)", interactive=False, buttons=["download"], elem_id="replay"
             )
@@ -100,7 +114,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             model = gr.Dropdown(
                 choices=[(model_label(spec), spec) for spec in app.models.choices],
                 value=app.models.default_spec,
-                label="Model",
+                label=BY_NAME["model"].label,
                 info="Loaded when picked, then shared by everyone"
                 + ("; type a Hugging Face model id for another one" if settings.allow_custom_models else ""),
                 allow_custom_value=settings.allow_custom_models,
@@ -109,20 +123,16 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             model_status = gr.Markdown("", elem_id="model-status")
             system_prompt = gr.Textbox(
                 value=settings.system_prompt,
-                label="System prompt",
+                label=BY_NAME["system_prompt"].label,
                 placeholder="Empty: the model's own default",
                 lines=2,
                 elem_id="system-prompt",
             )
             with gr.Row():
-                temperature = gr.Slider(0.0, 1.5, value=settings.temperature, step=0.05, label="Temperature")
-                top_p = gr.Slider(0.05, 1.0, value=settings.top_p, step=0.05, label="Top-p")
-                max_new_tokens = gr.Slider(
-                    16, settings.max_new_tokens, value=settings.max_new_tokens, step=8, label="Max new tokens"
-                )
-                repetition_penalty = gr.Slider(
-                    1.0, 2.0, value=settings.repetition_penalty, step=0.05, label="Repetition penalty"
-                )
+                temperature = slider("temperature", settings)
+                top_p = slider("top_p", settings)
+                max_new_tokens = slider("max_new_tokens", settings)
+                repetition_penalty = slider("repetition_penalty", settings)
         engine = getattr(app.models.default, "engine", "")
         gr.Markdown(
             f"{voice_status(app.voices)}\n\n**Model:** {source}" + (f" · runs with {engine}" if engine else ""),
