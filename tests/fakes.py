@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from speakstream.llm.model import ReplyGate
 from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline
 from speakstream.server import assemble
 from speakstream.settings import Settings
@@ -98,13 +99,10 @@ class ScriptedModel:
         return "".join(self.pieces)
 
     def stream_reply(
-        self,
-        messages: Sequence[dict[str, str]],
-        stop: threading.Event,
-        sampling: Any,
-        pause: threading.Event | None = None,
-        cores: Any = None,
+        self, messages: Sequence[dict[str, str]], sampling: Any, gate: ReplyGate | None = None
     ) -> Iterator[str]:
+        gate = gate or ReplyGate()
+        stop, pause = gate.stop, gate.pause
         self.prompts.append([dict(message) for message in messages])
         for index, piece in enumerate(self.pieces[: sampling.max_new_tokens]):
             if self.before_token is not None:

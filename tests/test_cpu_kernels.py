@@ -4,7 +4,6 @@ or different; and ``off`` runs on plain transformers."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -100,8 +99,8 @@ def test_with_the_switch_off_the_bundled_model_runs_on_plain_transformers(
     assert type(cache) is DynamicCache and not any(isinstance(layer, GrowingLayer) for layer in cache.layers)
     france = [{"role": "user", "content": "What is the capital of France?"}]
     sampling = Sampling.from_settings(plain)
-    assert "Paris" in "".join(model.stream_reply(france, threading.Event(), sampling))
-    again = "".join(model.stream_reply(france, threading.Event(), sampling))  # the prompt cache on plain caches
+    assert "Paris" in "".join(model.stream_reply(france, sampling))
+    again = "".join(model.stream_reply(france, sampling))  # the prompt cache on plain caches
     assert "Paris" in again and model.prompt_cache is not None and model.prompt_cache.hits >= 1
 
 
@@ -139,7 +138,7 @@ def test_the_fast_decoding_loop_writes_what_generate_writes(
 ) -> None:
     messages = [{"role": "user", "content": question}]
     sampling = Sampling(temperature, 0.9, 1.15, 48, seed)
-    ours = "".join(uncached.stream_reply(messages, threading.Event(), sampling))
+    ours = "".join(uncached.stream_reply(messages, sampling))
     assert ours == generated_by_transformers(uncached, messages, sampling)
 
 
@@ -157,8 +156,6 @@ def test_the_shrunk_model_is_kept_so_the_next_start_skips_shrinking_and_answers_
     assert "kept from an earlier start" in caplog.text and again.weights == "int4"
     france = [{"role": "user", "content": "What is the capital of France?"}]
     sampling = Sampling(0.5, 0.9, 1.15, 32, 4)
-    assert "".join(again.stream_reply(france, threading.Event(), sampling)) == "".join(
-        first.stream_reply(france, threading.Event(), sampling)
-    )
+    assert "".join(again.stream_reply(france, sampling)) == "".join(first.stream_reply(france, sampling))
     kept[0].write_bytes(b"not a model")  # a broken copy is rebuilt, never fatal
     assert LanguageModel(chosen).load(source).weights == "int4"

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from speakstream.llm.endpoint import EndpointError, EndpointModel
-from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.model import LanguageModel, ReplyGate, Sampling
 from speakstream.llm.sources import ModelLoadError
 from speakstream.server import assemble
 from speakstream.settings import Settings
@@ -108,13 +108,13 @@ def test_the_address_is_taken_with_or_without_v1_as_every_openai_client_takes_it
     server: FakeModelServer, suffix: str
 ) -> None:
     server.plan = [(["Paris"], "done")]
-    assert list(served(server.url + suffix).stream_reply(FRANCE, threading.Event(), SAMPLING)) == ["Paris"]
+    assert list(served(server.url + suffix).stream_reply(FRANCE, SAMPLING)) == ["Paris"]
 
 
 def test_a_reply_streams_piece_by_piece_with_the_conversation_and_sampling_sent(server: FakeModelServer) -> None:
     server.plan = [(["Paris", " is", " the capital."], "done")]
     model = served(server.url)
-    assert list(model.stream_reply(FRANCE, threading.Event(), SAMPLING)) == ["Paris", " is", " the capital."]
+    assert list(model.stream_reply(FRANCE, SAMPLING)) == ["Paris", " is", " the capital."]
     sent = server.requests[0]
     assert sent["messages"] == FRANCE and sent["stream"] is True and sent["model"] == "scripted"
     assert (sent["max_tokens"], sent["temperature"], sent["top_p"]) == (64, 0.2, 0.9)
@@ -122,12 +122,12 @@ def test_a_reply_streams_piece_by_piece_with_the_conversation_and_sampling_sent(
 
 def test_a_stream_that_ends_with_a_finish_reason_and_no_done_is_complete(server: FakeModelServer) -> None:
     server.plan = [(["Paris."], "finish")]
-    assert "".join(served(server.url).stream_reply(FRANCE, threading.Event(), SAMPLING)) == "Paris."
+    assert "".join(served(server.url).stream_reply(FRANCE, SAMPLING)) == "Paris."
 
 
 def test_a_failure_before_any_text_is_tried_again_and_the_text_comes_once(server: FakeModelServer) -> None:
     server.plan = [([], "drop"), (["Paris."], "done")]
-    assert "".join(served(server.url).stream_reply(FRANCE, threading.Event(), SAMPLING)) == "Paris."
+    assert "".join(served(server.url).stream_reply(FRANCE, SAMPLING)) == "Paris."
     assert len(server.requests) == 2
 
 
@@ -135,14 +135,14 @@ def test_a_server_that_breaks_off_mid_reply_is_not_asked_again_and_says_so(serve
     server.plan = [(["Paris", " is"], "break"), (["never"], "done")]
     got: list[str] = []
     with pytest.raises(EndpointError, match="broke off mid-reply"):
-        got.extend(served(server.url).stream_reply(FRANCE, threading.Event(), SAMPLING))
+        got.extend(served(server.url).stream_reply(FRANCE, SAMPLING))
     assert got == ["Paris", " is"] and len(server.requests) == 1, "nothing is written twice"
 
 
 def test_stop_ends_the_reply_at_the_next_piece(server: FakeModelServer) -> None:
     server.plan = [(["one", " two", " three", " four"], "done")]
     stop = threading.Event()
-    stream = served(server.url).stream_reply(FRANCE, stop, SAMPLING)
+    stream = served(server.url).stream_reply(FRANCE, SAMPLING, ReplyGate(stop))
     assert next(stream) == "one"
     stop.set()
     assert list(stream) == []
@@ -154,7 +154,7 @@ def test_a_server_that_is_down_is_a_clear_message_at_start_and_in_a_reply() -> N
         served(url)
     model = EndpointModel(Settings(llm_endpoint=url, llm_endpoint_timeout=1))
     with pytest.raises(EndpointError, match="could not be reached") as failed:
-        list(model.stream_reply(FRANCE, threading.Event(), SAMPLING))
+        list(model.stream_reply(FRANCE, SAMPLING))
     assert "127.0.0.1" not in str(failed.value), "users never read the server's address"
 
 
@@ -162,7 +162,7 @@ def test_a_stopped_reply_is_not_asked_for_again(server: FakeModelServer) -> None
     server.plan = [([], "drop"), (["Paris."], "done")]
     stop = threading.Event()
     stop.set()
-    assert list(served(server.url).stream_reply(FRANCE, stop, SAMPLING)) == []
+    assert list(served(server.url).stream_reply(FRANCE, SAMPLING, ReplyGate(stop))) == []
     assert len(server.requests) == 1
 
 
@@ -216,9 +216,9 @@ def test_a_spoken_reply_from_a_real_model_server_and_stop_mid_reply(
     assert any(update.audio is not None for update in updates), "spoken by the voice as it streams"
     stop = threading.Event()
     story = [{"role": "user", "content": "Tell me a long story about a robot who learns to paint."}]
-    stream = model.stream_reply(story, stop, Sampling(0.2, 0.9, 1.15, 300))
+    stream = model.stream_reply(story, Sampling(0.2, 0.9, 1.15, 300), ReplyGate(stop))
     heard = [next(stream), next(stream), next(stream)]
     stop.set()
     heard += list(stream)
     assert len(heard) <= 4, "at most the piece already on its way"
-    assert "Paris" in "".join(model.stream_reply(FRANCE, threading.Event(), SAMPLING)), "the server goes on serving"
+    assert "Paris" in "".join(model.stream_reply(FRANCE, SAMPLING)), "the server goes on serving"

@@ -14,7 +14,7 @@ import pytest
 from speakstream.llm import engine_choice
 from speakstream.llm.cpu.onnx_runtime import OnnxCache
 from speakstream.llm.engine_choice import Measured, candidates, choose_engine, pick
-from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.model import LanguageModel, ReplyGate, Sampling
 from speakstream.llm.sources import ModelLoadError, ModelSource
 from speakstream.settings import Settings, problems
 
@@ -67,10 +67,10 @@ def test_the_timed_reply_is_timed_from_its_first_token_however_long_the_prompt_t
     monkeypatch.setattr(engine_choice, "TIMED_SECONDS", 0.2)
 
     class SlowToStart:
-        def stream_reply(self, messages: object, stop: threading.Event, sampling: Sampling) -> Iterator[str]:
+        def stream_reply(self, messages: object, sampling: Sampling, gate: ReplyGate) -> Iterator[str]:
             time.sleep(0.5)  # reading the prompt: longer than the timed part (the timer is the product's own)
             for _ in range(5):
-                if stop.is_set():
+                if gate.stop.is_set():
                     return
                 yield " word"
 
@@ -103,7 +103,7 @@ def test_auto_measures_every_path_once_keeps_the_choice_and_says_why(
     best = pick(measured)
     assert (model.kernels.name, model.weights) == (best.kernels, best.weights) == (kept["kernels"], kept["weights"])
     assert "fastest here" in model.engine and "tokens/s" in caplog.text
-    assert "".join(model.stream_reply(FRANCE, threading.Event(), Sampling.from_settings(settings)))
+    assert "".join(model.stream_reply(FRANCE, Sampling.from_settings(settings)))
     others = [*(tmp_path / "packed").glob("*.pt"), *(tmp_path / "onnx").glob("*")]
     assert len(others) <= 1, f"only the chosen path keeps its copy: {others}"
 
@@ -126,15 +126,15 @@ def test_the_onnx_path_writes_a_reply_stops_when_asked_and_keeps_float32s_qualit
     source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
     onnx = LanguageModel(Settings(seed=7, cpu_kernels="onnx", model_cache=settings.model_cache)).load(source)
     assert onnx.weights == "int8" and onnx.kernels.name == "onnx"
-    assert "Paris" in "".join(onnx.stream_reply(FRANCE, threading.Event(), Sampling.from_settings(settings)))
+    assert "Paris" in "".join(onnx.stream_reply(FRANCE, Sampling.from_settings(settings)))
     stop = threading.Event()
     pieces = []
-    for piece in onnx.stream_reply(FRANCE, stop, Sampling(0.2, 0.9, 1.15, 200, seed=1)):
+    for piece in onnx.stream_reply(FRANCE, Sampling(0.2, 0.9, 1.15, 200, seed=1), ReplyGate(stop)):
         pieces.append(piece)
         if len(pieces) == 3:
             stop.set()
     assert len(pieces) <= 4, "Stop ends the reply within a token"
-    short = "".join(onnx.stream_reply(FRANCE, threading.Event(), Sampling(0.2, 0.9, 1.15, 5, seed=1)))
+    short = "".join(onnx.stream_reply(FRANCE, Sampling(0.2, 0.9, 1.15, 5, seed=1)))
     assert onnx.text_tokens(short) <= 6
     assert onnx.prompt_cache is not None and onnx.prompt_cache.hits >= 1, "the prompt cache works on it too"
     assert isinstance(onnx.kernels.new_cache(None), OnnxCache)

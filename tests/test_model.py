@@ -11,7 +11,7 @@ import pytest
 import torch
 from huggingface_hub import snapshot_download
 
-from speakstream.llm.model import LanguageModel, Sampling
+from speakstream.llm.model import LanguageModel, ReplyGate, Sampling
 from speakstream.llm.sources import HUB_PATTERNS, ModelLoadError, find_bundled_gguf, resolve_model_source
 from speakstream.settings import DEFAULT_LLM, Settings
 from speakstream.torch_threads import CoreBudget, in_passing_thread
@@ -44,7 +44,7 @@ def offline_hub(cache_dir: Path):
 
 
 def test_bundled_smollm2_answers_paris_in_several_pieces(model: LanguageModel, settings: Settings) -> None:
-    pieces = list(model.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+    pieces = list(model.stream_reply(FRANCE, sampling(settings)))
     assert len(pieces) > 1
     assert "Paris" in "".join(pieces)
 
@@ -54,9 +54,9 @@ def test_generation_takes_the_thread_count_the_voice_leaves_it(model: LanguageMo
     also sets the count new threads start with, which is what this test can see."""
     cores = CoreBudget(2)
     with cores.voice_speaking():
-        "".join(model.stream_reply(FRANCE, threading.Event(), sampling(settings, max_new_tokens=4), cores=cores))
+        "".join(model.stream_reply(FRANCE, sampling(settings, max_new_tokens=4), ReplyGate(cores=cores)))
         assert in_passing_thread(torch.get_num_threads) == 1
-    "".join(model.stream_reply(FRANCE, threading.Event(), sampling(settings, max_new_tokens=4), cores=cores))
+    "".join(model.stream_reply(FRANCE, sampling(settings, max_new_tokens=4), ReplyGate(cores=cores)))
     assert in_passing_thread(torch.get_num_threads) == 2
 
 
@@ -72,8 +72,7 @@ def test_reply_follows_the_conversation_so_far(model: LanguageModel, settings: S
 
     def replies(messages: list[dict[str, str]]) -> list[str]:
         return [
-            "".join(model.stream_reply(messages, threading.Event(), sampling(settings, seed=seed, max_new_tokens=16)))
-            for seed in range(8)
+            "".join(model.stream_reply(messages, sampling(settings, seed=seed, max_new_tokens=16))) for seed in range(8)
         ]
 
     assert any("Alice" in reply for reply in replies(chat))
@@ -82,7 +81,7 @@ def test_reply_follows_the_conversation_so_far(model: LanguageModel, settings: S
 
 def test_max_new_tokens_caps_the_reply(model: LanguageModel, settings: Settings) -> None:
     story = [{"role": "user", "content": "Tell me a long story about a robot."}]
-    text = "".join(model.stream_reply(story, threading.Event(), sampling(settings, max_new_tokens=12)))
+    text = "".join(model.stream_reply(story, sampling(settings, max_new_tokens=12)))
     assert 0 < model.text_tokens(text) <= 13
 
 
@@ -102,7 +101,7 @@ class TokenCounter(CoreBudget):
 def test_stop_ends_generation_within_a_token_and_leaves_no_thread(model: LanguageModel, settings: Settings) -> None:
     stop, counter = threading.Event(), TokenCounter()
     story = [{"role": "user", "content": "Tell me a long story about a robot who learns to paint."}]
-    stream = model.stream_reply(story, stop, sampling(settings, max_new_tokens=400), cores=counter)
+    stream = model.stream_reply(story, sampling(settings, max_new_tokens=400), ReplyGate(stop, cores=counter))
     next(stream), next(stream), next(stream)
     stop.set()
     written = counter.tokens
@@ -114,7 +113,7 @@ def test_stop_ends_generation_within_a_token_and_leaves_no_thread(model: Languag
 def test_closing_the_stream_stops_the_generation_thread(model: LanguageModel, settings: Settings) -> None:
     """A closed tab closes the generator; the computation must end too, not only the display."""
     stop = threading.Event()
-    stream = model.stream_reply(FRANCE, stop, sampling(settings, max_new_tokens=400))
+    stream = model.stream_reply(FRANCE, sampling(settings, max_new_tokens=400), ReplyGate(stop))
     next(stream)
     stream.close()
     assert stop.is_set()
@@ -134,7 +133,7 @@ def test_local_folder_loads_and_answers(model: LanguageModel, settings: Settings
     source = resolve_model_source(str(folder))
     assert source.origin.startswith("local folder") and source.gguf_file is None
     local = LanguageModel(settings).load(source)
-    assert "Paris" in "".join(local.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+    assert "Paris" in "".join(local.stream_reply(FRANCE, sampling(settings)))
 
 
 def test_hub_id_loads_from_the_hub_cache(model: LanguageModel, settings: Settings, tmp_path: Path) -> None:
@@ -149,7 +148,7 @@ def test_hub_id_loads_from_the_hub_cache(model: LanguageModel, settings: Setting
     assert source.origin.startswith("hub cache")
     assert source.folder == repo / "snapshots" / commit
     cached = LanguageModel(settings).load(source)
-    assert "Paris" in "".join(cached.stream_reply(FRANCE, threading.Event(), sampling(settings)))
+    assert "Paris" in "".join(cached.stream_reply(FRANCE, sampling(settings)))
 
 
 def test_unreachable_hub_falls_back_to_the_bundled_gguf(tmp_path: Path) -> None:
@@ -172,7 +171,7 @@ def test_a_seeded_reply_is_the_same_whatever_else_uses_the_random_numbers(
     """Each reply draws from its own generator: another reply (here, a thread drawing from torch's
     process-wide generator all along) changes nothing."""
     seeded = sampling(settings, seed=11, temperature=0.8, max_new_tokens=24)
-    alone = "".join(model.stream_reply(FRANCE, threading.Event(), seeded))
+    alone = "".join(model.stream_reply(FRANCE, seeded))
     done = threading.Event()
 
     def meddle() -> None:
@@ -183,7 +182,7 @@ def test_a_seeded_reply_is_the_same_whatever_else_uses_the_random_numbers(
     meddler = threading.Thread(target=meddle, daemon=True)
     meddler.start()
     try:
-        again = "".join(model.stream_reply(FRANCE, threading.Event(), seeded))
+        again = "".join(model.stream_reply(FRANCE, seeded))
     finally:
         done.set()
         meddler.join()

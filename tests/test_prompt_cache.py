@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 
 import pytest
@@ -56,11 +55,11 @@ def test_replies_reuse_the_conversation_so_far_and_answer_exactly_as_without_the
     assert uncached.prompt_cache is None and cached.prompt_cache is not None
     first = [{"role": "user", "content": "My name is Alice. What is the capital of France?"}]
     hits = cached.prompt_cache.hits
-    answer = "".join(cached.stream_reply(first, threading.Event(), GREEDY))
+    answer = "".join(cached.stream_reply(first, GREEDY))
     assert cached.prompt_cache.hits > hits, "the system turn was read at start-up already"
-    assert answer == "".join(uncached.stream_reply(first, threading.Event(), GREEDY))
+    assert answer == "".join(uncached.stream_reply(first, GREEDY))
     second = [*first, {"role": "assistant", "content": answer}, {"role": "user", "content": "What is my name?"}]
     stored = cached.prompt_cache.tokens
-    reply = "".join(cached.stream_reply(second, threading.Event(), GREEDY))
+    reply = "".join(cached.stream_reply(second, GREEDY))
     assert cached.prompt_cache.tokens > stored, "the first turn is kept for the next one"
-    assert reply == "".join(uncached.stream_reply(second, threading.Event(), GREEDY))
+    assert reply == "".join(uncached.stream_reply(second, GREEDY))

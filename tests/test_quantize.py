@@ -4,7 +4,6 @@ and the model answers as well as in float32."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from pathlib import Path
 
 import pytest
@@ -153,5 +152,5 @@ def test_the_bundled_model_in_int4_is_as_good_as_in_float32(
     assert model.perplexity(text) == pytest.approx(full.perplexity(text), rel=0.01)
     greedy = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=16)
     france = [{"role": "user", "content": "What is the capital of France?"}]
-    answers = ["".join(m.stream_reply(france, threading.Event(), greedy)) for m in (model, full)]
+    answers = ["".join(m.stream_reply(france, greedy)) for m in (model, full)]
     assert answers[0] == answers[1] and "Paris" in answers[0]

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from speakstream.llm.model import TokenGate
+from speakstream.llm.model import ReplyGate
 
 from support import WAIT_SECONDS
 
@@ -19,7 +19,7 @@ def test_the_token_gate_holds_while_paused_lets_go_when_cleared_and_ends_on_stop
 ) -> None:
     monkeypatch.setattr("speakstream.llm.model.MAX_PAUSE_SECONDS", WAIT_SECONDS)  # only clearing ends this pause
     stop, pause = threading.Event(), threading.Event()
-    gate = TokenGate(stop, pause, None)
+    gate = ReplyGate(stop, pause)
     pause.set()
     answers: list[bool] = []
     waiting = threading.Thread(target=lambda: answers.append(bool(gate(IDS, None))))
@@ -37,4 +37,4 @@ def test_a_pause_nobody_clears_does_not_hold_generation_forever(monkeypatch: pyt
     monkeypatch.setattr("speakstream.llm.model.MAX_PAUSE_SECONDS", 0.05)
     pause = threading.Event()
     pause.set()
-    assert bool(TokenGate(threading.Event(), pause, None)(IDS, None)) is False
+    assert bool(ReplyGate(pause=pause)(IDS, None)) is False

@@ -194,7 +194,7 @@ from speakstream.llm.model import LanguageModel, Sampling
 from speakstream.settings import Settings
 model = LanguageModel(Settings(cpu_kernels="torch")).load()
 model.perplexity("The Moon takes about twenty-seven days to go around the Earth.")
-"".join(model.stream_reply([{"role": "user", "content": "Hi"}], threading.Event(), Sampling(0.2, 0.9, 1.15, 8)))
+"".join(model.stream_reply([{"role": "user", "content": "Hi"}], Sampling(0.2, 0.9, 1.15, 8)))
 before = set(os.listdir("/proc/self/task"))
 torch.set_num_threads(2)
 torch.ones(1 << 22).exp_().sum()  # a parallel region on the main thread: its team starts now, if not before

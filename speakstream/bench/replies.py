@@ -51,7 +51,7 @@ def sequential(
     """The baseline: the whole reply is written first, then spoken."""
     timeline = Timeline(voice=voice.label)
     text = ""
-    for piece in model.stream_reply([{"role": "user", "content": prompt}], threading.Event(), sampling):
+    for piece in model.stream_reply([{"role": "user", "content": prompt}], sampling):
         timeline.mark("first_token")
         text += piece
     timeline.tokens = model.text_tokens(text)

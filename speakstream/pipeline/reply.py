@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from speakstream.audio.segments import from_first_sound, resample, with_fades
-from speakstream.llm.model import ChatModel, Message, Sampling
+from speakstream.llm.model import ChatModel, Message, ReplyGate, Sampling
 from speakstream.pipeline.pacing import Pacer
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
@@ -304,7 +304,7 @@ class ReplyPipeline:
         try:
             with self.cores.page_showing() if options.page_here else contextlib.nullcontext():
                 chunker = TextChunker(rules_from_settings(self.settings))
-                stream = options.model.stream_reply(prompt, stop, options.sampling, pause.event, self.cores)
+                stream = options.model.stream_reply(prompt, options.sampling, ReplyGate(stop, pause.event, self.cores))
                 for piece in stream:
                     events.put(Written(piece))
                     pacer.wrote(len(piece), timeline.now(), options.model.text_tokens(piece))

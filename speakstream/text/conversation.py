@@ -1,7 +1,8 @@
-"""From what a user typed and the chat so far to the messages the model sees.
+"""From the chat so far to the messages the model sees.
 
-Pure functions: they check and clean a message, flatten Gradio's chat history, and trim
-the oldest turns so that a long conversation always fits the model's context.
+Pure functions: they flatten Gradio's chat history into plain turns, bound the history a
+browser sends, and trim the oldest turns so that a long conversation always fits the
+model's context. (What a user may send at all is :mod:`speakstream.text.admission`.)
 """
 
 from __future__ import annotations

@@ -20,24 +20,22 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:  # (model.py imports this module)
+    from speakstream.llm.model import Sampling
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Reply:
-    """What one reply is written with: its sampling, its length, and the tokens that end it."""
+class EndTokens:
+    """The model's tokens that end a reply, and the one transformers pads with."""
 
-    temperature: float
-    top_p: float
-    seed: int | None
-    repetition_penalty: float
-    max_new_tokens: int
-    end_tokens: frozenset[int]
-    pad_token: int | None
+    end: frozenset[int]
+    pad: int | None
 
 
 def kept_stem(folder: Path, gguf_file: str | None) -> str:
@@ -120,7 +118,9 @@ class FastKernels:
 
         return new_cache(config)
 
-    def generate(self, model: Any, prompt: Any, cache: Any, reply: Reply, gate: Any, streamer: Any) -> None:
+    def generate(
+        self, model: Any, prompt: Any, cache: Any, sampling: Sampling, ends: EndTokens, gate: Any, streamer: Any
+    ) -> None:
         """Write the reply into ``streamer`` token by token, ``gate`` deciding after each whether to go on.
 
         What ``generate()`` does for this model and these settings, and no more: the repetition
@@ -132,24 +132,24 @@ class FastKernels:
         from speakstream.llm.cpu.sampler import TopKTopPSampler
 
         draw = None
-        if reply.temperature > 0:
-            generator = None if reply.seed is None else torch.Generator().manual_seed(reply.seed)
-            draw = TopKTopPSampler(reply.temperature, reply.top_p, generator=generator).draw
+        if sampling.temperature > 0:
+            generator = None if sampling.seed is None else torch.Generator().manual_seed(sampling.seed)
+            draw = TopKTopPSampler(sampling.temperature, sampling.top_p, generator=generator).draw
         seen = prompt[0]
         streamer.put(prompt)
         done = cache.get_seq_length()
         logits = model(input_ids=prompt[:, done:], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
-        for _ in range(reply.max_new_tokens):
+        for _ in range(sampling.max_new_tokens):
             scores = logits.float()
-            if reply.repetition_penalty != 1.0:
+            if sampling.repetition_penalty != 1.0:
                 penalised = scores.gather(-1, seen[None])
                 penalised = torch.where(
-                    penalised < 0, penalised * reply.repetition_penalty, penalised / reply.repetition_penalty
+                    penalised < 0, penalised * sampling.repetition_penalty, penalised / sampling.repetition_penalty
                 )
                 scores = scores.scatter(-1, seen[None], penalised)
             token = draw(scores) if draw else scores.argmax(-1, keepdim=True)
             streamer.put(token[0])
-            if int(token) in reply.end_tokens or gate.stops():
+            if int(token) in ends.end or gate.stops():
                 break
             seen = torch.cat([seen, token[0]])
             logits = model(input_ids=token, cache=cache, use_cache=True).logits[:, -1, :]
@@ -221,7 +221,9 @@ class PlainTransformers:
             torch.manual_seed(seed)
         return {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 50}
 
-    def generate(self, model: Any, prompt: Any, cache: Any, reply: Reply, gate: Any, streamer: Any) -> None:
+    def generate(
+        self, model: Any, prompt: Any, cache: Any, sampling: Sampling, ends: EndTokens, gate: Any, streamer: Any
+    ) -> None:
         """transformers' ``generate()``, with ``gate`` as its stopping criterion."""
         from transformers import StoppingCriteriaList
 
@@ -230,11 +232,11 @@ class PlainTransformers:
             attention_mask=torch.ones_like(prompt),
             cache=cache,
             streamer=streamer,
-            max_new_tokens=reply.max_new_tokens,
-            repetition_penalty=reply.repetition_penalty,
+            max_new_tokens=sampling.max_new_tokens,
+            repetition_penalty=sampling.repetition_penalty,
             stopping_criteria=StoppingCriteriaList([gate]),
-            pad_token_id=reply.pad_token,
-            **self.sampling(reply.temperature, reply.top_p, reply.seed),
+            pad_token_id=ends.pad,
+            **self.sampling(sampling.temperature, sampling.top_p, sampling.seed),
         )
 
 
