@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from speakstream.local_app import free_port
 from speakstream.ui.handlers import ChatApp
@@ -17,6 +18,8 @@ from speakstream.ui.handlers import ChatApp
 __all__ = [
     "PIRATE_WORDS",
     "WAIT_SECONDS",
+    "chat",
+    "chat_client",
     "free_port",
     "generation_threads",
     "player_segments",
@@ -50,6 +53,21 @@ def own_openmp_threads() -> int:
 
     info = torch.__config__.parallel_info()
     return int(info.split("omp_get_max_threads() :")[1].split()[0])
+
+
+def chat_client(url: str, address: str | None = None, download_files: bool = False) -> Any:
+    """A gradio_client session on the app at ``url``; with ``address``, as seen from that address
+    (the server trusts its local proxy's X-Forwarded-For)."""
+    from gradio_client import Client
+
+    headers = {"X-Forwarded-For": address} if address else None
+    return Client(url, verbose=False, download_files=download_files, headers=headers)
+
+
+def chat(client: Any, message: object, **parameters: object) -> Any:
+    """Ask ``/chat`` with parameters by name, as an API caller does (those left out: the page's
+    defaults); returns the job."""
+    return client.submit(message, api_name="/chat", **parameters)
 
 
 def player_segments(values: list[dict]) -> list[dict]:

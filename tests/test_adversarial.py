@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from speakstream.text.conversation import content_text
 
 from fakes import ScriptedServer, hold_until, scripted_server
-from support import generation_threads, wait_until
+from support import chat, chat_client, generation_threads, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,26 +36,13 @@ def server() -> Iterator[ScriptedServer]:
 
 
 def client(server: ScriptedServer, address: str = "10.0.0.1") -> Client:
-    """A session as seen from ``address`` (the server trusts its local proxy's X-Forwarded-For)."""
-    return Client(server.url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
+    return chat_client(server.url, address)
 
 
 def submit(server: ScriptedServer, message: object, history: object = (), address: str = "10.0.0.1", **choices):
-    """A /chat call with the page's inputs in order; returns the job."""
-    return client(server, address).submit(
-        message,
-        list(history) if isinstance(history, tuple) else history,
-        "silent",
-        1.0,
-        True,
-        choices.get("system_prompt", ""),
-        0.2,
-        0.9,
-        256,
-        1.15,
-        choices.get("model", ""),
-        api_name="/chat",
-    )
+    """A text-only /chat call from ``address``; returns the job."""
+    history = list(history) if isinstance(history, tuple) else history
+    return chat(client(server, address), message, history=history, voice="silent", text_only=True, **choices)
 
 
 def final_chat(job) -> list[dict]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 from collections.abc import Iterator
 
 import pytest
-from gradio_client import Client
 
 from speakstream.llm.model import LanguageModel
 from speakstream.pipeline.reply import ReplyPipeline
@@ -23,7 +21,7 @@ from speakstream.text.conversation import content_text
 from speakstream.ui.handlers import ChatApp, ReplyChoices, respond
 from speakstream.voices import VoiceSet
 
-from support import free_port, generation_threads, serve, wait_until
+from support import chat, chat_client, free_port, generation_threads, serve, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +29,8 @@ CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Germany": "Berlin"}
 
 
 def ask(url: str, question: str, history: list | None = None):
-    """Submit a text-only chat through gradio_client; returns the job."""
-    return Client(url, verbose=False).submit(question, history or [], "piper", 1.0, True, api_name="/chat")
+    """Ask for a text-only reply; returns the job."""
+    return chat(chat_client(url), question, history=history or [], voice="piper", text_only=True)
 
 
 def final_chat(job) -> list[dict]:
@@ -98,22 +96,6 @@ def test_one_users_stop_leaves_the_others_complete(greedy_app: App) -> None:
     assert greedy_app.pipeline.ended[story_question] == "stopped"
     assert greedy_app.pipeline.ended[other_question] == "completed"
     assert wait_until(lambda: not generation_threads())
-
-
-def test_a_client_that_disconnects_mid_reply_frees_its_threads(greedy_app: App) -> None:
-    final_chat(ask(greedy_app.url, "Hi!"))  # the server's worker pools exist from here on
-    baseline = threading.active_count()
-    question = "Tell me a long story about a robot who learns to paint."
-    job = ask(greedy_app.url, question)
-    assert wait_until(lambda: len(job.outputs()) > 3, timeout=60)
-    job.cancel()
-    assert wait_until(lambda: question in greedy_app.pipeline.ended)
-    assert greedy_app.pipeline.ended[question] == "stopped", "generation stops with the client"
-    assert wait_until(lambda: not generation_threads())
-    assert "Paris" in content_text(final_chat(ask(greedy_app.url, "What is the capital of France?"))[-1]["content"])
-    assert wait_until(lambda: threading.active_count() <= baseline + 2), (
-        f"{threading.active_count()} threads, {baseline} before: {[t.name for t in threading.enumerate()]}"
-    )
 
 
 def test_control_characters_are_removed(app_url: str) -> None:

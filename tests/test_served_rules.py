@@ -18,7 +18,7 @@ from gradio_client.utils import QueueError, Status
 from speakstream.text.conversation import content_text
 
 from fakes import ScriptedServer, scripted_server
-from support import wait_until
+from support import chat, chat_client, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -36,9 +36,7 @@ def app() -> Iterator[ScriptedServer]:
 
 
 def ask(url: str, message: str, history: list | None = None, text_only: bool = True):
-    return Client(url, verbose=False, download_files=False).submit(
-        message, history=history or [], voice="silent", text_only=text_only, api_name="/chat"
-    )
+    return chat(chat_client(url), message, history=history or [], voice="silent", text_only=text_only)
 
 
 def test_a_full_queue_tells_the_next_user_the_service_is_busy(app: ScriptedServer) -> None:
@@ -55,8 +53,7 @@ def test_a_full_queue_tells_the_next_user_the_service_is_busy(app: ScriptedServe
 
 
 def client(url: str, address: str = "10.0.0.1") -> Client:
-    """A gradio_client session, as seen from ``address`` (the server trusts a local proxy's X-Forwarded-For)."""
-    return Client(url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
+    return chat_client(url, address)
 
 
 def test_a_client_that_floods_is_told_to_wait_even_after_a_reload_and_others_are_not(app: ScriptedServer) -> None:

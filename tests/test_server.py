@@ -10,11 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from gradio_client import Client
 
 from speakstream.text.conversation import content_text
 
-from support import free_port
+from support import chat, chat_client, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +26,7 @@ def assistant_texts(outputs: list[tuple]) -> list[str]:
 
 
 def test_chat_streams_a_growing_reply_through_gradio_client(app_url: str) -> None:
-    job = Client(app_url, verbose=False).submit(
-        "What is the capital of France?", [], "piper", 1.0, True, api_name="/chat"
-    )
+    job = chat(chat_client(app_url), "What is the capital of France?", voice="piper", text_only=True)
     outputs = list(job)
     texts = [t for t in assistant_texts(outputs) if t]
     assert len(set(texts)) >= 3, "the reply should arrive in several growing updates"
@@ -44,7 +41,7 @@ def test_over_long_message_never_reaches_the_chat(app_url: str) -> None:
         {"role": "user", "content": [{"type": "text", "text": "Hi"}]},
         {"role": "assistant", "content": [{"type": "text", "text": "Hello!"}]},
     ]
-    job = Client(app_url, verbose=False).submit("x" * 5000, history, "piper", 1.0, True, api_name="/chat")
+    job = chat(chat_client(app_url), "x" * 5000, history=history, voice="piper", text_only=True)
     final = job.result()
     assert len(final[1]) == 2  # nothing added: no reply was generated
 

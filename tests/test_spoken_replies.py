@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from gradio_client import Client
 
 from speakstream.llm.model import LanguageModel
 from speakstream.pipeline.reply import ReplyPipeline
@@ -29,7 +28,7 @@ from speakstream.torch_threads import CoreBudget
 from speakstream.voices import VoiceSet
 
 from fakes import SilentVoice
-from support import generation_threads, player_segments, wait_until
+from support import chat, chat_client, generation_threads, player_segments, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -141,9 +140,7 @@ def segments_of(outputs: list) -> list[dict]:
 
 
 def test_api_callers_get_each_segment_as_pcm_and_together_they_are_the_replay(app_url: str) -> None:
-    job = Client(app_url, verbose=False, download_files=False).submit(
-        "Explain in three sentences why the sky is blue.", [], "piper", 1.0, False, api_name="/chat"
-    )
+    job = chat(chat_client(app_url), "Explain in three sentences why the sky is blue.", voice="piper")
     outputs = list(job)
     final = job.outputs()[-1]
     segments = segments_of([*outputs, final])
