@@ -20,19 +20,12 @@ from starlette.datastructures import Headers
 from speakstream.server import assemble
 from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
-from speakstream.ui.handlers import (
-    ERROR_NOTE,
-    REPLY_CONTROLS,
-    ChatApp,
-    ReplyChoices,
-    client_address,
-    load_model,
-    page_on_this_machine,
-    respond,
-    supersede,
-)
+from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices
+from speakstream.ui.handlers import ERROR_NOTE, ChatApp, respond, supersede
+from speakstream.ui.loading import load_model
 from speakstream.ui.page import PICKS_AT_ONCE, build_ui
 from speakstream.ui.player import SEGMENTS_PER_UPDATE
+from speakstream.ui.request_identity import client_address, page_on_this_machine
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until

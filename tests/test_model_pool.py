@@ -22,7 +22,9 @@ from speakstream.load_once import RETRY_AFTER_SECONDS
 from speakstream.server import assemble
 from speakstream.settings import DEFAULT_LLM, Settings
 from speakstream.text.conversation import content_text
-from speakstream.ui.handlers import ChatApp, ReplyChoices, load_model, respond
+from speakstream.ui.admit import ReplyChoices
+from speakstream.ui.handlers import ChatApp, respond
+from speakstream.ui.loading import load_model
 
 from fakes import Events, ScriptedModel
 

@@ -18,7 +18,8 @@ from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.text.conversation import content_text
-from speakstream.ui.handlers import ChatApp, ReplyChoices, respond
+from speakstream.ui.admit import ReplyChoices
+from speakstream.ui.handlers import ChatApp, respond
 from speakstream.voices import VoiceSet
 
 from support import chat, chat_client, free_port, generation_threads, serve, wait_until

@@ -15,8 +15,8 @@ import pytest
 
 from speakstream.settings import Settings
 from speakstream.text.speech_text import SpeechCleaner
+from speakstream.ui.admit import ReplyChoices, voice_notice
 from speakstream.ui.browser_storage import SAVED_CONTROLS, restore
-from speakstream.ui.handlers import ReplyChoices, voice_notice
 from speakstream.voices import VoiceLoadError, VoiceSet, load_voices
 from speakstream.voices.piper import HUB_REPO, PiperVoice, bundled_files, describe, hub_path
 

@@ -1,27 +1,21 @@
-"""What the page's events do: send a message and stream its reply, load a picked model or voice,
-stop a superseded reply, Retry and Undo.
+"""A message and its reply: admitted (:mod:`speakstream.ui.admit`), streamed into the chat and
+the player, and ended; a superseded reply stopped; Retry and Undo.
 
-Each handler is a plain function of the :class:`ChatApp` (bound with ``functools.partial`` in
-:mod:`speakstream.ui.page`, which wires them to the page), so tests call them without a
-browser. How the audio reaches the listener is :mod:`speakstream.ui.player`.
-
-What a browser keeps across reloads (never the server) is two encrypted entries in its local
-storage: the conversation, written by the reply itself when it ends (and by Stop, Undo and
-Clear), and the settings, written when one changes.
+:class:`ChatApp` is what every handler of the page works with (bound with ``functools.partial``
+in :mod:`speakstream.ui.page`), so tests call them without a browser. The pickers' loading
+lines are :mod:`speakstream.ui.loading`, who sent a message :mod:`speakstream.ui.request_identity`,
+how the audio reaches the listener :mod:`speakstream.ui.player`, and what a browser keeps
+across reloads :mod:`speakstream.ui.browser_storage`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-import ipaddress
 import logging
 import threading
-import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,20 +23,21 @@ import gradio as gr
 import numpy as np
 
 from speakstream.audio.replay_files import ReplayFiles
-from speakstream.controls import NUMBERS
 from speakstream.llm.endpoint import EndpointError
 from speakstream.llm.model import Sampling
 from speakstream.llm.pool import ModelPool
-from speakstream.llm.sources import ModelLoadError, model_label
+from speakstream.llm.sources import ModelLoadError
 from speakstream.metrics import Metrics
 from speakstream.pipeline.reply import ReplyOptions, ReplyPipeline
 from speakstream.settings import Settings
-from speakstream.text.admission import InvalidMessage, clean_message, for_display
+from speakstream.text.admission import for_display
 from speakstream.text.conversation import bounded_history, content_text, to_model_messages
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
+from speakstream.ui.admit import Refused, ReplyChoices, admit, voice_notice
 from speakstream.ui.browser_storage import remember_chat
 from speakstream.ui.player import AudioStream
+from speakstream.ui.request_identity import client_address, page_on_this_machine
 from speakstream.voices import VoiceSet
 
 log = logging.getLogger(__name__)
@@ -50,7 +45,6 @@ log = logging.getLogger(__name__)
 History = list[dict[str, Any]]
 # (message box, chat, player, whole-reply audio, stats line, the conversation the browser keeps)
 ChatOutputs = tuple[Any, History, Any, Any, Any, Any]
-LOADING_TICK_SECONDS = 1.0
 SUPERSEDE_WAIT_SECONDS = 10.0
 ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try again."
 
@@ -76,27 +70,6 @@ class ChatView:
 
     def outputs(self) -> ChatOutputs:
         return (self.message, self.history, self.player, self.replay, self.stats, self.saved)
-
-
-@dataclass(frozen=True)
-class ReplyChoices:
-    """One user's choices for their next reply, as the page's controls (or an API caller) sent them.
-
-    ``None`` leaves the server's own setting; :func:`reply_settings` clamps the rest.
-    """
-
-    voice: str | None = None
-    speaking_rate: float | None = None
-    text_only: bool = False
-    system_prompt: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_new_tokens: float | None = None
-    repetition_penalty: float | None = None
-    model: str | None = None
-
-
-REPLY_CONTROLS = [field.name for field in dataclasses.fields(ReplyChoices)]
 
 
 @dataclass
@@ -146,58 +119,11 @@ class ChatApp:
         yield from respond(self, message, history, choices, session, client, page_here)
 
 
-def client_address(request: gr.Request | None, proxy_hops: int = 0) -> str:
-    """Who sent a message, for the rate limit: a network address.
-
-    Behind ``proxy_hops`` proxies that each add the address they saw to X-Forwarded-For, it is
-    the address the outermost of them saw: the entries further left came from the client,
-    who can write anything there. Otherwise the connection's own address.
-    """
-    headers = getattr(request, "headers", None)
-    if proxy_hops > 0 and headers is not None:
-        forwarded = [
-            address.strip()
-            for value in headers.getlist("x-forwarded-for")
-            for address in value.split(",")
-            if address.strip()
-        ]
-        if forwarded:
-            return forwarded[-min(proxy_hops, len(forwarded))]
-    client = getattr(request, "client", None)
-    return str(getattr(client, "host", None) or "local")
-
-
-def page_on_this_machine(request: gr.Request | None, proxy_hops: int = 0) -> bool:
-    """Whether the page that sent a message runs on this machine (the local link), so that its
-    browser renders the reply on the cores the model uses.
-
-    Both ends must be loopback: the connection, and the address the page was opened at (the
-    Host header). A share link's tunnel connects from this machine too, but its pages were
-    opened at their public name; behind a proxy (``proxy_hops``) the connection is the proxy's.
-    """
-    client = getattr(getattr(request, "client", None), "host", None)
-    headers = getattr(request, "headers", None)
-    if proxy_hops > 0 or not client or headers is None or not _is_loopback(client):
-        return False
-    try:
-        opened_at = urllib.parse.urlsplit("//" + (headers.get("host") or "")).hostname or ""
-    except ValueError:  # a malformed Host header
-        return False
-    return opened_at == "localhost" or _is_loopback(opened_at)
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def respond(
     app: ChatApp,
     message: str,
     history: History | None,
-    choices: ReplyChoices = ReplyChoices(),
+    choices: ReplyChoices | None = None,
     session: dict[str, Any] | None = None,
     client: str = "local",
     page_here: bool = False,
@@ -213,8 +139,9 @@ def respond(
     pipeline, settings, metrics = app.pipeline, app.settings, app.metrics
     history = bounded_history(history or [], settings.max_history_turns, settings.max_history_chars)
     session = {} if session is None else session
+    choices = choices or ReplyChoices()
     try:
-        text, chosen, spec = _admit(app, message, choices, client)
+        text, chosen, spec = admit(app, message, choices, client)
     except Refused as refusal:
         log.info("Refused a message (%s)", refusal.reason)
         metrics.refusals.labels(refusal.reason).inc()
@@ -270,48 +197,6 @@ def respond(
         metrics.replies_ended.labels(outcome).inc()
 
 
-class Refused(ValueError):
-    """A message that is not answered; the text says why, ``reason`` counts it."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-def _admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tuple[str, Settings, str]:
-    """The cleaned message, this reply's settings and its model, or :class:`Refused` saying why not.
-
-    The client's message is counted against its rate limit only once everything else is fine.
-    """
-    settings = app.settings
-    try:
-        text = clean_message(message or "", settings.max_input_chars)
-    except InvalidMessage as problem:
-        raise Refused(str(problem), "too_long" if (message or "").strip() else "empty") from None
-    if app.word_filter.blocks(text):
-        raise Refused("Your message contains words this app does not accept. Please rephrase it.", "blocked_word")
-    try:
-        chosen = reply_settings(settings, choices)
-    except InvalidMessage as problem:
-        raise Refused(f"The system prompt cannot be used: {problem}", "too_long") from None
-    try:
-        spec = app.models.check(choices.model)
-        loading = app.models.request(spec)
-    except ModelLoadError as problem:
-        raise Refused(str(problem), "model_refused") from None
-    if not loading.done():
-        raise Refused(
-            f"{model_label(spec)} is still loading (first use). Your message stays in the box: "
-            "send it again once the model is ready.",
-            "model_loading",
-        )
-    if isinstance(loading.exception(), ModelLoadError):
-        raise Refused(str(loading.exception()), "model_refused")
-    if wait := app.limits.check(client):
-        raise Refused(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.", "rate_limit")
-    return text, chosen, spec
-
-
 def _stream_reply(
     app: ChatApp,
     messages: list[dict[str, str]],
@@ -357,23 +242,6 @@ def _stream_reply(
             yield view.outputs()
 
 
-def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
-    """The server's settings with one user's choices, kept within safe ranges.
-
-    Anything an API caller sends is clamped (what is not a finite number leaves the server's
-    setting); a reply can never be longer than the server's own ``max_new_tokens``. A system
-    prompt is cleaned like a message (:class:`InvalidMessage` when it is too long).
-    """
-    chosen: dict[str, Any] = {}
-    if choices.system_prompt is not None:
-        prompt = str(choices.system_prompt).strip()
-        chosen["system_prompt"] = clean_message(prompt, settings.max_input_chars) if prompt else ""
-    for control in NUMBERS:
-        if (value := getattr(choices, control.name)) is not None:
-            chosen[control.name] = control.clamp(value, getattr(settings, control.name))
-    return dataclasses.replace(settings, **chosen)
-
-
 def supersede(session: dict[str, Any] | None) -> None:
     """A new message was sent: the reply still running in this session stops now, before the
     new one waits for its place in the queue (so a session never holds two places).
@@ -386,69 +254,6 @@ def supersede(session: dict[str, Any] | None) -> None:
         stop.set()  # and it is no longer this session's reply: it writes nothing more
         if not ended.wait(SUPERSEDE_WAIT_SECONDS):
             log.warning("A superseded reply did not end within %.0f s", SUPERSEDE_WAIT_SECONDS)
-
-
-def voice_notice(app: ChatApp, choices: ReplyChoices) -> str | None:
-    """What to tell the user when the voice they picked cannot speak this reply (None: it can).
-
-    A picked Piper voice that is not loaded yet starts loading; the reply meanwhile speaks
-    with the default voice.
-    """
-    key = choices.voice
-    default = app.voices.get(None)
-    if choices.text_only or not key or default is None or app.voices.loaded(key):
-        return None
-    loading = app.voices.request(key)
-    if loading.done() and loading.exception() is None:
-        return None
-    instead = f"this reply speaks with {default.label}"
-    if not loading.done():
-        return f"{app.voices.label(key)} is loading (first use); {instead}."
-    return f"{app.voices.label(key)}: {loading.exception()}; {instead}."
-
-
-def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
-    """The line under the voice picker while a picked voice loads: the seconds so far, then ready or why not."""
-    if not key or app.voices.loaded(key):
-        yield ""
-        return
-    loading, started = app.voices.request(key), time.monotonic()
-    while not loading.done():
-        yield f"Loading {app.voices.label(key)}… {time.monotonic() - started:.0f} s (first use)"
-        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
-    if loading.exception() is not None:
-        gr.Warning(f"{app.voices.label(key)}: {loading.exception()}")
-        yield f"Not loaded: {loading.exception()}"
-    else:
-        yield f"{app.voices.label(key)} is ready."
-
-
-def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
-    """The line under the model picker while a picked model loads: the seconds so far, then ready or why not.
-
-    Loading happens here, on the model pool's loader thread, never in a reply's place in the queue.
-    """
-    try:
-        spec = app.models.check(spec)
-        loading = app.models.request(spec)
-    except ModelLoadError as problem:
-        app.metrics.refusals.labels("model_refused").inc()
-        gr.Warning(str(problem))
-        yield f"Not loaded: {problem}"
-        return
-    label, started = model_label(spec), time.monotonic()
-    while not loading.done():
-        yield f"Loading {label}… {time.monotonic() - started:.0f} s (first use; then it stays loaded for everyone)"
-        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
-    app.metrics.models_loaded.set(len(app.models.loaded))
-    if isinstance(loading.exception(), ModelLoadError):
-        gr.Warning(str(loading.exception()))
-        yield f"Not loaded: {loading.exception()}"
-    elif loading.exception() is not None:
-        log.error("Loading %s failed", spec, exc_info=loading.exception())
-        yield f"Not loaded: {label} could not be loaded."
-    else:
-        yield f"{label} is ready."
 
 
 def last_turn_removed(history: History | None) -> tuple[str, History]:

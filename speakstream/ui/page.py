@@ -15,8 +15,10 @@ import gradio as gr
 from speakstream.controls import BY_NAME
 from speakstream.llm.sources import model_label
 from speakstream.settings import Settings
+from speakstream.ui.admit import REPLY_CONTROLS
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
-from speakstream.ui.handlers import REPLY_CONTROLS, ChatApp, last_turn_removed, load_model, load_voice, supersede
+from speakstream.ui.handlers import ChatApp, last_turn_removed, supersede
+from speakstream.ui.loading import load_model, load_voice
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
 from speakstream.voices import VoiceSet
 

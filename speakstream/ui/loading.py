@@ -1,0 +1,65 @@
+"""The lines under the model and voice pickers while a picked one loads: the seconds so far,
+then ready or why not. Loading runs on the pools' loader threads, never in a reply's place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from typing import TYPE_CHECKING
+
+import gradio as gr
+
+from speakstream.llm.sources import ModelLoadError, model_label
+
+if TYPE_CHECKING:
+    from speakstream.ui.handlers import ChatApp
+
+log = logging.getLogger(__name__)
+
+LOADING_TICK_SECONDS = 1.0
+
+
+def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
+    """The line under the voice picker while a picked voice loads: the seconds so far, then ready or why not."""
+    if not key or app.voices.loaded(key):
+        yield ""
+        return
+    loading, started = app.voices.request(key), time.monotonic()
+    while not loading.done():
+        yield f"Loading {app.voices.label(key)}… {time.monotonic() - started:.0f} s (first use)"
+        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
+    if loading.exception() is not None:
+        gr.Warning(f"{app.voices.label(key)}: {loading.exception()}")
+        yield f"Not loaded: {loading.exception()}"
+    else:
+        yield f"{app.voices.label(key)} is ready."
+
+
+def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:
+    """The line under the model picker while a picked model loads: the seconds so far, then ready or why not.
+
+    Loading happens here, on the model pool's loader thread, never in a reply's place in the queue.
+    """
+    try:
+        spec = app.models.check(spec)
+        loading = app.models.request(spec)
+    except ModelLoadError as problem:
+        app.metrics.refusals.labels("model_refused").inc()
+        gr.Warning(str(problem))
+        yield f"Not loaded: {problem}"
+        return
+    label, started = model_label(spec), time.monotonic()
+    while not loading.done():
+        yield f"Loading {label}… {time.monotonic() - started:.0f} s (first use; then it stays loaded for everyone)"
+        futures.wait([loading], timeout=LOADING_TICK_SECONDS)
+    app.metrics.models_loaded.set(len(app.models.loaded))
+    if isinstance(loading.exception(), ModelLoadError):
+        gr.Warning(str(loading.exception()))
+        yield f"Not loaded: {loading.exception()}"
+    elif loading.exception() is not None:
+        log.error("Loading %s failed", spec, exc_info=loading.exception())
+        yield f"Not loaded: {label} could not be loaded."
+    else:
+        yield f"{label} is ready."
