@@ -37,7 +37,7 @@ class Metrics:
         self.models_loaded = Gauge("speakstream_models_loaded", "Language models in memory", registry=self.registry)
         self.sessions = Gauge(
             "speakstream_sessions",
-            "Sessions whose state the server keeps (at most --max-sessions)",
+            "Sessions whose state the server keeps (at most SPEAKSTREAM_MAX_SESSIONS)",
             registry=self.registry,
         )
         self.voices_waiting = Gauge(

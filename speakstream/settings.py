@@ -3,7 +3,10 @@
 Precedence: a command-line flag beats an environment variable, which beats the default.
 Each field's metadata carries its help text and, where a well-known name exists
 (Gradio's own ``GRADIO_SERVER_NAME`` and friends, ``LOG_LEVEL``), that variable too;
-every field can also be set as ``SPEAKSTREAM_<FIELD>``.
+every field can be set as ``SPEAKSTREAM_<FIELD>``. Only what users and operators commonly
+set is a flag (:data:`FLAGS`, grouped by stage for ``--help``); the rest, the limits an
+operator rarely changes and the knobs the benchmarks turn (:data:`BENCH_KNOBS`), come from
+the environment alone.
 """
 
 from __future__ import annotations
@@ -106,10 +109,11 @@ class Settings:
     )
     cpu_kernels: str = _opt(
         "auto",
-        "How the model runs on a CPU: torch (its kernels on smaller weights per --weights, fused layers, a cache "
-        "that grows in place, drawing from 50 candidates), onnx (the same loop over ONNX Runtime's kernels, 8-bit "
-        "weights), off (plain transformers, float32), or auto (whichever a self-check at first start measured "
-        "fastest on this machine, within 2%% of float32's perplexity; kept per machine, model and versions).",
+        "How the model runs on a CPU: torch (its kernels on smaller weights per SPEAKSTREAM_WEIGHTS, fused layers, "
+        "a cache that grows in place, drawing from 50 candidates), onnx (the same loop over ONNX Runtime's "
+        "kernels, 8-bit weights), off (plain transformers, float32), or auto (whichever a self-check at first "
+        "start measured fastest on this machine, within 2%% of float32's perplexity; kept per machine, model "
+        "and versions).",
         choices=CPU_KERNEL_CHOICES,
     )
     prompt_cache_tokens: int = _opt(
@@ -121,7 +125,7 @@ class Settings:
     share_cores: bool = _opt(
         True,
         "Replies and voices share the machine's cores: a voice speaking gets a core of its own, "
-        "replies running at once split the rest (off: each reply always uses --torch-threads).",
+        "replies running at once split the rest (off: each reply always uses SPEAKSTREAM_TORCH_THREADS).",
     )
     model_cache: Path | None = _opt(
         None,
@@ -268,10 +272,10 @@ def comma_list(text: str) -> list[str]:
 
 
 def problems(settings: Settings) -> list[str]:
-    """What is wrong with ``settings``, one line each naming the flag (empty: nothing)."""
+    """What is wrong with ``settings``, one line each naming the flag or variable (empty: nothing)."""
     found = []
     for f in dataclasses.fields(Settings):
-        flag, value = "--" + f.name.replace("_", "-"), getattr(settings, f.name)
+        flag, value = setting_name(f.name), getattr(settings, f.name)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             found.append(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
@@ -284,13 +288,14 @@ def problems(settings: Settings) -> list[str]:
             found.append(f"{flag} must be {bounds} (got {value:g})")
     if not settings.chunk_min_chars <= settings.first_chunk_max_chars <= settings.chunk_max_chars:
         found.append(
-            "chunk sizes must satisfy --chunk-min-chars <= --first-chunk-max-chars <= --chunk-max-chars "
+            f"chunk sizes must satisfy {setting_name('chunk_min_chars')} <= {setting_name('first_chunk_max_chars')} "
+            f"<= {setting_name('chunk_max_chars')} "
             f"(got {settings.chunk_min_chars}, {settings.first_chunk_max_chars}, {settings.chunk_max_chars})"
         )
     if settings.cpu_kernels == "off" and settings.weights not in ("auto", "float32"):
-        found.append(f"--weights {settings.weights} needs --cpu-kernels torch (off keeps transformers' float32)")
+        found.append(f"{setting_name('weights')}={settings.weights} needs --cpu-kernels torch (off keeps float32)")
     if settings.cpu_kernels == "onnx" and settings.weights not in ("auto", "int8"):
-        found.append(f"--weights {settings.weights} needs --cpu-kernels torch (onnx runs int8 weights)")
+        found.append(f"{setting_name('weights')}={settings.weights} needs --cpu-kernels torch (onnx runs int8)")
     if settings.llm_endpoint and not settings.llm_endpoint.startswith(("http://", "https://")):
         found.append(f"--llm-endpoint must be an http:// or https:// address (got {settings.llm_endpoint!r})")
     if settings.voice not in ("auto", "glow-tts", "piper", *settings.voice_names):
@@ -323,22 +328,79 @@ def _converter(f: dataclasses.Field[Any]) -> Any:
     return str
 
 
+# The settings that are flags, by stage (``--help`` shows them so); the others come from the
+# environment alone.
+FLAGS: dict[str, tuple[str, ...]] = {
+    "the model": (
+        "llm",
+        "model_choices",
+        "allow_custom_models",
+        "llm_endpoint",
+        "llm_endpoint_model",
+        "device",
+        "cpu_kernels",
+        "model_cache",
+    ),
+    "the reply": ("system_prompt", "temperature", "top_p", "repetition_penalty", "max_new_tokens"),
+    "the voice": ("voice", "voices", "speaking_rate", "text_only"),
+    "sharing it safely": ("max_input_chars", "rate_limit", "blocked_words", "proxy_hops"),
+    "serving": ("host", "port", "share", "concurrency_limit", "download_models"),
+}
+# The knobs the benchmarks turn to measure a "before" against an "after" (environment only).
+BENCH_KNOBS = (
+    "prompt_cache_tokens",
+    "torch_threads",
+    "share_cores",
+    "chunk_min_chars",
+    "chunk_max_chars",
+    "first_chunk_min_chars",
+    "first_chunk_max_chars",
+    "tts_threads",
+    "pause_for_first_audio",
+)
+
+
+def env_name(f: dataclasses.Field[Any]) -> str:
+    return ENV_PREFIX + f.name.upper()
+
+
+def setting_name(name: str) -> str:
+    """How an operator sets ``name``: its flag, or its environment variable where it has no flag."""
+    if any(name in names for names in FLAGS.values()):
+        return "--" + name.replace("_", "-")
+    return ENV_PREFIX + name.upper()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The CLI, generated from :class:`Settings` so flags and fields never drift apart."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    advanced = [name for name in fields if setting_name(name).startswith(ENV_PREFIX) and name not in BENCH_KNOBS]
     parser = argparse.ArgumentParser(
         prog="python app.py",
         description="SpeakStream: a chatbot that speaks its replies while it writes them.",
+        epilog="Also from the environment (SPEAKSTREAM_<NAME>; see docs/settings.md): "
+        + ", ".join(env_name(fields[name]) for name in advanced)
+        + ".",
     )
-    for f in dataclasses.fields(Settings):
-        flag = "--" + f.name.replace("_", "-")
-        env = f.metadata.get("env") or ENV_PREFIX + f.name.upper()
-        help_text = f"{f.metadata['help']} [env {env}; default {f.default}]"
-        if _converter(f) is _parse_bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        else:
-            parser.add_argument(
-                flag, dest=f.name, type=_converter(f), default=None, help=help_text, choices=f.metadata.get("choices")
-            )
+    for title, names in FLAGS.items():
+        group = parser.add_argument_group(title)
+        for f in (fields[name] for name in names):
+            flag = "--" + f.name.replace("_", "-")
+            env = f.metadata.get("env") or env_name(f)
+            help_text = f"{f.metadata['help']} [env {env}; default {f.default}]"
+            if _converter(f) is _parse_bool:
+                group.add_argument(
+                    flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+                )
+            else:
+                group.add_argument(
+                    flag,
+                    dest=f.name,
+                    type=_converter(f),
+                    default=None,
+                    help=help_text,
+                    choices=f.metadata.get("choices"),
+                )
     return parser
 
 

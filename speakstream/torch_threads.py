@@ -61,7 +61,7 @@ class CoreBudget:
     thread that is pausing (:meth:`resting`) holds no core. torch's OpenMP thread count belongs
     to each thread (another thread setting it changes nothing for a thread already running),
     so each model thread sets its own in :meth:`follow`. No model thread runs more than
-    ``per_model`` threads (``--torch-threads``: small models decode no faster on more), so on a big
+    ``per_model`` threads (``SPEAKSTREAM_TORCH_THREADS``: small models decode no faster on more), so on a big
     machine several replies run side by side without sharing at all. With ``share=False``
     model threads always run ``per_model`` threads and voices never wait (the behaviour
     before sharing). A page on this machine that shows a reply as it streams (the local link)

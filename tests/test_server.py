@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import socket
 import subprocess
@@ -95,8 +96,9 @@ def test_a_model_without_a_chat_template_exits_with_a_message(model, settings, t
 
 def test_settings_that_cannot_work_are_refused_at_start_one_line_each() -> None:
     result = subprocess.run(
-        [sys.executable, "app.py", "--temperature", "7", "--chunk-min-chars", "500", "--rate-window", "0"],
+        [sys.executable, "app.py", "--temperature", "7"],
         cwd=ROOT,
+        env={**os.environ, "SPEAKSTREAM_CHUNK_MIN_CHARS": "500", "SPEAKSTREAM_RATE_WINDOW": "0"},
         capture_output=True,
         text=True,
         timeout=120,
@@ -104,8 +106,8 @@ def test_settings_that_cannot_work_are_refused_at_start_one_line_each() -> None:
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        "error: --temperature must be between 0 and 2 (got 7)",
-        "error: --rate-window must be at least 0.001 (got 0)",
-        "error: chunk sizes must satisfy --chunk-min-chars <= --first-chunk-max-chars <= --chunk-max-chars "
-        "(got 500, 24, 100)",
+        "error: --temperature must be between 0 and 1.5 (got 7)",
+        "error: SPEAKSTREAM_RATE_WINDOW must be at least 0.001 (got 0)",
+        "error: chunk sizes must satisfy SPEAKSTREAM_CHUNK_MIN_CHARS <= SPEAKSTREAM_FIRST_CHUNK_MAX_CHARS "
+        "<= SPEAKSTREAM_CHUNK_MAX_CHARS (got 500, 24, 100)",
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from speakstream.settings import Settings, build_parser, load_settings
+from speakstream.settings import BENCH_KNOBS, FLAGS, Settings, build_parser, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,11 +54,24 @@ def test_model_cache_defaults_under_xdg_cache(monkeypatch: pytest.MonkeyPatch, t
     assert load_settings(["--model-cache", "/srv/models"], {}).model_cache_dir == Path("/srv/models")
 
 
-def test_help_documents_every_setting() -> None:
+def test_help_lists_about_25_flags_by_stage_and_names_every_other_setting() -> None:
     result = subprocess.run([sys.executable, "app.py", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    flags = [name for names in FLAGS.values() for name in names]
+    assert len(flags) <= 26 and len(build_parser()._actions) == len(flags) + 1  # + --help
+    for title, names in FLAGS.items():
+        assert f"{title}:" in result.stdout
+        assert all("--" + name.replace("_", "-") in result.stdout for name in names)
+    documented = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     for field in dataclasses.fields(Settings):
-        assert "--" + field.name.replace("_", "-") in result.stdout
-    assert len(build_parser()._actions) == len(dataclasses.fields(Settings)) + 1  # + --help
+        if field.name not in flags:
+            assert f"SPEAKSTREAM_{field.name.upper()}" in documented, field.name
+            assert field.name in BENCH_KNOBS or f"SPEAKSTREAM_{field.name.upper()}" in result.stdout, field.name
+
+
+def test_a_setting_without_a_flag_comes_from_the_environment() -> None:
+    assert load_settings([], {"SPEAKSTREAM_CHUNK_MAX_CHARS": "80"}).chunk_max_chars == 80
+    with pytest.raises(SystemExit):
+        load_settings(["--chunk-max-chars", "80"], {})
 
 
 def test_a_setting_that_is_not_a_finite_number_is_refused_by_name() -> None:
@@ -66,5 +79,5 @@ def test_a_setting_that_is_not_a_finite_number_is_refused_by_name() -> None:
         load_settings(["--temperature", "nan"], {"SPEAKSTREAM_RATE_WINDOW": "inf"})
     assert str(refused.value).splitlines() == [
         "error: --temperature must be a number (got nan)",
-        "error: --rate-window must be a number (got inf)",
+        "error: SPEAKSTREAM_RATE_WINDOW must be a number (got inf)",
     ]

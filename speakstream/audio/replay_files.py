@@ -4,7 +4,7 @@ Gradio's own ``delete_cache`` misses them: it only deletes files it recorded on 
 components, while a reply's outputs are processed by per-session copies of those components
 (Gradio 6.31), whose files it never sees. So the app writes these files itself, into a folder
 of its own inside Gradio's cache folder (files there are served as they are, not copied), and
-deletes them once they are older than ``--audio-file-max-age``. Deletion goes by age alone, so
+deletes them once they are older than ``SPEAKSTREAM_AUDIO_FILE_MAX_AGE``. Deletion goes by age alone, so
 files a stopped server left behind go too once another one runs on the same folder.
 """
 

@@ -4,7 +4,7 @@ Each simulated user is a client of its own (its own session, and its own address
 X-Forwarded-For header the server trusts from a local proxy): it sends a prompt, waits for
 the whole spoken reply, and sends the next. The rate limit is off (this measures load, not
 limits). The concurrent phase runs twice, without and with the shared CPU budget
-(``--share-cores``), in the same run; the sequential phase runs with today's defaults and
+(``SPEAKSTREAM_SHARE_CORES``), in the same run; the sequential phase runs with today's defaults and
 short replies (48 tokens) from 10 sessions in turn, since it looks for memory or threads that
 grow with replies.
 Prints replies completed, queue-full answers, errors, first audio and tokens/s per reply
@@ -120,7 +120,7 @@ SEQUENTIAL_SESSIONS = 10
 
 def one_after_another(server: Server, prompts: list[str], replies: int) -> Tally:
     """Short replies (48 tokens) in turn from the same few sessions: memory that grows here grows
-    with replies, not with sessions (those are bounded by ``--max-sessions``)."""
+    with replies, not with sessions (those are bounded by ``SPEAKSTREAM_MAX_SESSIONS``)."""
     tally = Tally()
     sessions = [server.client(1000 + index) for index in range(SEQUENTIAL_SESSIONS)]
     for index in range(replies):

@@ -32,7 +32,7 @@ from speakstream.settings import Settings
 log = logging.getLogger(__name__)
 
 QUALITY_REFERENCE = Path(__file__).with_name("quality_reference.txt")
-# (--cpu-kernels, --weights): the float32 one is the quality reference.
+# (--cpu-kernels, SPEAKSTREAM_WEIGHTS): the float32 one is the quality reference.
 CANDIDATES = (("torch", "int4"), ("torch", "int8"), ("onnx", "int8"), ("off", "float32"))
 REFERENCE = ("off", "float32")
 QUALITY_TOLERANCE = 1.02
@@ -92,7 +92,7 @@ def pick(measured: list[Measured]) -> Measured:
 
 
 def choice_file(settings: Settings, source: ModelSource) -> Path:
-    """Where the choice for this host, model, thread count, ``--weights`` and versions is kept."""
+    """Where the choice for this host, model, thread count, ``SPEAKSTREAM_WEIGHTS`` and versions is kept."""
     import onnxruntime
     import torch
     import transformers
@@ -139,7 +139,7 @@ def choose_engine(settings: Settings, source: ModelSource) -> EngineChoice:
 
 
 def candidates(settings: Settings) -> list[tuple[str, str]]:
-    """Every candidate, or only those with the weights that ``--weights`` asks for."""
+    """Every candidate, or only those with the weights that ``SPEAKSTREAM_WEIGHTS`` asks for."""
     if settings.weights == "auto":
         return list(CANDIDATES)
     return [(k, w) for k, w in CANDIDATES if w == settings.weights or (k, w) == REFERENCE]

@@ -272,7 +272,7 @@ class LanguageModel:
 
     def perplexity(self, text: str) -> float:
         """How surprised the model is by ``text`` (lower is better): the check that smaller
-        weights (``--weights``) keep the model's quality."""
+        weights (``SPEAKSTREAM_WEIGHTS``) keep the model's quality."""
         import torch
 
         def score() -> float:

@@ -10,7 +10,7 @@ with a message rather than going over the bound.
 
 What users may load: the listed models, and (only with ``--allow-custom-models``) other hub
 ids, never a path on this server; any model fetched from the hub for a user is checked
-against ``--max-model-size-gb`` before it is downloaded. Every refusal and failure has a
+against ``SPEAKSTREAM_MAX_MODEL_SIZE_GB`` before it is downloaded. Every refusal and failure has a
 message that is safe to show (no server paths); the details go to the log.
 """
 

@@ -4,7 +4,7 @@ At start-up the Coqui voice and the bundled Piper voice load; one that fails nev
 app: the others are used and the reason is kept as a notice the page shows. The operator
 offers more Piper voices by name (``--voices``); each is fetched from the hub and loaded the
 first time a user picks it, on a loader thread of its own (never in a reply's place), shared
-by everyone after, and at most ``--max-loaded-voices`` of them stay loaded (the least
+by everyone after, and at most ``SPEAKSTREAM_MAX_LOADED_VOICES`` of them stay loaded (the least
 recently used goes first; the start-up voices always stay). Nothing but the offered voices
 is ever fetched. A voice that cannot be fetched says why, and a reply meanwhile speaks with
 the default voice (the page says so).
