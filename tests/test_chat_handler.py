@@ -21,7 +21,7 @@ from speakstream.server import assemble
 from speakstream.settings import Settings, load_settings
 from speakstream.text.conversation import content_text
 from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices
-from speakstream.ui.handlers import ERROR_NOTE, ChatApp, respond, supersede
+from speakstream.ui.handlers import ERROR_NOTE, ChatApp, ChatView, respond, supersede
 from speakstream.ui.loading import load_model
 from speakstream.ui.page import PICKS_AT_ONCE, build_ui
 from speakstream.ui.player import SEGMENTS_PER_UPDATE
@@ -46,7 +46,8 @@ def app(
 
 def shown(outputs: tuple) -> str:
     """The text of the last chat message in one update."""
-    return content_text(outputs[1][-1]["content"]) if outputs[1] else ""
+    history = ChatView.of(outputs).history
+    return content_text(history[-1]["content"]) if history else ""
 
 
 def test_a_message_clears_the_box_shows_both_turns_then_streams_the_reply_and_its_timings() -> None:
@@ -58,7 +59,7 @@ def test_a_message_clears_the_box_shows_both_turns_then_streams_the_reply_and_it
     texts = [shown(out) for out in outputs]
     assert all(later.startswith(earlier) for earlier, later in itertools.pairwise(texts))
     assert texts[-1] == ANSWER
-    stats = outputs[-1][4]
+    stats = ChatView.of(outputs[-1]).stats
     assert "first token" in stats and "voice Silent (tests)" in stats and stats.endswith("model scripted")
 
 
@@ -142,7 +143,7 @@ class Driven:
 
     def completed(self) -> bool:
         """Whether it ran to its end (its last update carries the timing line)."""
-        return any(isinstance(out[4], str) and out[4] for out in self.outputs)
+        return any(ChatView.of(out).completed for out in self.outputs)
 
 
 def test_a_new_message_stops_the_reply_still_running_in_the_same_session() -> None:

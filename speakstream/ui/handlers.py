@@ -15,7 +15,7 @@ import html
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,25 +51,35 @@ ERROR_NOTE = "Sorry, something went wrong while writing this reply. Please try a
 
 @dataclass
 class ChatView:
-    """What a reply's outputs show now; every update repeats what has not changed.
-
-    Not ``gr.skip()``: for every skip that a value follows, Gradio 6.31 keeps a copy of the
-    output component, holding that value, for as long as the session lives (a spoken reply
-    left a few hundred KB behind). Gradio sends only what changed since its last update, so
-    a repeated value costs no traffic. The message box is the exception: the page would put
-    the repeated "" over what the user is typing meanwhile, so it is skipped after the reply's
-    first update (one small copy of the box a reply).
+    """What a reply's outputs show now, by name (the page wires each name to its component);
+    every update repeats what has not changed, except the message box after the first (the page
+    would put the repeated "" over what the user is typing meanwhile). Why not ``gr.skip()``
+    elsewhere: docs/design.md.
     """
 
     message: Any
     history: History
     player: Any
     replay: Any = None
-    stats: Any = ""
+    stats: Any = ""  # the timing line: written once the reply has ended
     saved: Any = None
 
     def outputs(self) -> ChatOutputs:
-        return (self.message, self.history, self.player, self.replay, self.stats, self.saved)
+        """The values in :data:`CHAT_OUTPUTS` order, as Gradio takes a handler's outputs."""
+        return tuple(getattr(self, name) for name in CHAT_OUTPUTS)  # type: ignore[return-value]
+
+    @classmethod
+    def of(cls, outputs: Sequence[Any]) -> ChatView:
+        """An update's values by name again (for API callers and tests)."""
+        return cls(**dict(zip(CHAT_OUTPUTS, outputs, strict=True)))
+
+    @property
+    def completed(self) -> bool:
+        """Whether this update ends a reply that ran to its end (only then is the timing line written)."""
+        return isinstance(self.stats, str) and bool(self.stats)
+
+
+CHAT_OUTPUTS = tuple(field.name for field in dataclasses.fields(ChatView))
 
 
 @dataclass

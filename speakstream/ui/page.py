@@ -17,7 +17,7 @@ from speakstream.llm.sources import model_label
 from speakstream.settings import Settings
 from speakstream.ui.admit import REPLY_CONTROLS
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
-from speakstream.ui.handlers import ChatApp, last_turn_removed, supersede
+from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, last_turn_removed, supersede
 from speakstream.ui.loading import load_model, load_voice
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
 from speakstream.voices import VoiceSet
@@ -143,6 +143,15 @@ def build_ui(app: ChatApp) -> gr.Blocks:
 
         session = gr.State({})
         saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
+        # What a reply's updates show, by ChatView's names.
+        shown = {
+            "message": message,
+            "history": chatbot,
+            "player": player,
+            "replay": replay,
+            "stats": stats,
+            "saved": saved_chat,
+        }
         saved_settings = gr.BrowserState(None, storage_key="speakstream-settings")
         named = {
             "voice": voice,
@@ -165,7 +174,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         reply: dict[str, Any] = {
             "fn": app.chat,
             "inputs": [message, chatbot, *(named[name] for name in REPLY_CONTROLS), session],
-            "outputs": [message, chatbot, player, replay, stats, saved_chat],
+            "outputs": [shown[name] for name in CHAT_OUTPUTS],
             "concurrency_limit": settings.concurrency_limit,
             "concurrency_id": "reply",
             "trigger_mode": "multiple",
