@@ -55,9 +55,9 @@ CONTROLS = (
     Control("text_only", "Text only (no speech)", bool),
     Control("show_stats", "Show reply timings", bool, reply_choice=False),
     Control("system_prompt", "System prompt", str),
-    Control("temperature", "Temperature", float, 0.0, 1.5, 0.05),
+    Control("temperature", "Temperature", float, 0.0, 2.0, 0.05),
     Control("top_p", "Top-p", float, 0.05, 1.0, 0.05),
-    Control("max_new_tokens", "Max new tokens", int, 8, 4096, 8, capped_by_setting=True),
+    Control("max_new_tokens", "Max new tokens", int, 8, 8192, 8, capped_by_setting=True),
     Control("repetition_penalty", "Repetition penalty", float, 1.0, 2.0, 0.05),
     Control("model", "Model", str),
 )

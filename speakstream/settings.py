@@ -271,11 +271,13 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def problems(settings: Settings) -> list[str]:
-    """What is wrong with ``settings``, one line each naming the flag or variable (empty: nothing)."""
+def problems(settings: Settings, sources: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with ``settings``, one line each naming where the value came from: the
+    variable named in ``sources`` (field -> variable), else the flag (or variable) that sets it."""
     found = []
+    sources = sources or {}
     for f in dataclasses.fields(Settings):
-        flag, value = setting_name(f.name), getattr(settings, f.name)
+        flag, value = sources.get(f.name) or setting_name(f.name), getattr(settings, f.name)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             found.append(f"{flag} must be one of {', '.join(choices)} (got {value!r})")
@@ -409,6 +411,7 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
     environ = os.environ if environ is None else environ
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}  # the variable each value from the environment came from
     for f in dataclasses.fields(Settings):
         if args.get(f.name) is not None:
             values[f.name] = args[f.name]
@@ -419,10 +422,11 @@ def load_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] 
                     values[f.name] = _converter(f)(environ[name])
                 except ValueError as error:
                     raise SystemExit(f"error: environment variable {name}: {error}") from None
+                sources[f.name] = name
                 break
     if "proxy_hops" not in values and environ.get("SPACE_ID"):  # a Space's proxy adds the visitor's address
         values["proxy_hops"] = 1
     settings = Settings(**values)
-    if found := problems(settings):
+    if found := problems(settings, sources):
         raise SystemExit("\n".join(f"error: {problem}" for problem in found))
     return settings

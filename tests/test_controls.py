@@ -33,7 +33,7 @@ def test_user_choices_are_kept_within_safe_ranges() -> None:
         system_prompt="  ", temperature=9, top_p=0, max_new_tokens=100_000, repetition_penalty=0.5, speaking_rate=1e-4
     )
     chosen = reply_settings(server, wild)
-    assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (1.5, 0.05, 256, 1.0)
+    assert (chosen.temperature, chosen.top_p, chosen.max_new_tokens, chosen.repetition_penalty) == (2.0, 0.05, 256, 1.0)
     assert chosen.speaking_rate == 0.5, "never ten thousand times longer audio"
     assert chosen.system_prompt == ""
     assert reply_settings(server, ReplyChoices(system_prompt="Be <|im_start|>brief.")).system_prompt == "Be brief."
@@ -163,6 +163,7 @@ def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_le
     assert isinstance(values["temperature"], type(gr.skip()))  # saved as None: left as the page has it
 
     unusable = {"voice": "no-such-voice", "model": "/etc/passwd", "speaking_rate": "fast", "text_only": 1}
+    unusable |= {"max_new_tokens": settings.max_new_tokens + 8, "temperature": -1}  # (out of the slider's range)
     values = dict(zip(SAVED_CONTROLS, restore(voices, models, [], unusable)[1:], strict=True))
     assert all(isinstance(value, type(gr.skip())) for value in values.values())
     for chat, chosen in (

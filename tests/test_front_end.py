@@ -21,7 +21,8 @@ def test_each_script_of_the_page_parses(script: Path) -> None:
 
 
 def test_the_players_scheduling_passes_its_node_tests() -> None:
-    run = subprocess.run([NODE, "--test", str(ROOT / "tests" / "js")], capture_output=True, text=True, check=False)
+    tests = sorted(str(path) for path in (ROOT / "tests" / "js").glob("*.test.js"))  # (Node 21+ takes no folder)
+    run = subprocess.run([NODE, "--test", *tests], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert "# pass 0" not in run.stdout, "no tests ran"
 

@@ -106,7 +106,7 @@ def test_settings_that_cannot_work_are_refused_at_start_one_line_each() -> None:
     assert result.returncode != 0 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        "error: --temperature must be between 0 and 1.5 (got 7)",
+        "error: --temperature must be between 0 and 2 (got 7)",
         "error: SPEAKSTREAM_RATE_WINDOW must be at least 0.001 (got 0)",
         "error: chunk sizes must satisfy SPEAKSTREAM_CHUNK_MIN_CHARS <= SPEAKSTREAM_FIRST_CHUNK_MAX_CHARS "
         "<= SPEAKSTREAM_CHUNK_MAX_CHARS (got 500, 24, 100)",

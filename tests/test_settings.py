@@ -76,8 +76,9 @@ def test_a_setting_without_a_flag_comes_from_the_environment() -> None:
 
 def test_a_setting_that_is_not_a_finite_number_is_refused_by_name() -> None:
     with pytest.raises(SystemExit) as refused:
-        load_settings(["--temperature", "nan"], {"SPEAKSTREAM_RATE_WINDOW": "inf"})
+        load_settings(["--temperature", "nan"], {"SPEAKSTREAM_RATE_WINDOW": "inf", "SPEAKSTREAM_TOP_P": "nan"})
     assert str(refused.value).splitlines() == [
         "error: --temperature must be a number (got nan)",
+        "error: SPEAKSTREAM_TOP_P must be a number (got nan)",
         "error: SPEAKSTREAM_RATE_WINDOW must be a number (got inf)",
-    ]
+    ], "each named where it came from (a flag, or a variable as on a Space or in a container)"

@@ -12,7 +12,7 @@ from typing import Any
 
 import gradio as gr
 
-from speakstream.controls import CONTROLS
+from speakstream.controls import BY_NAME, CONTROLS
 from speakstream.llm.pool import ModelPool
 from speakstream.llm.sources import ModelLoadError
 from speakstream.text.conversation import content_text
@@ -65,6 +65,8 @@ def restore(voices: VoiceSet, models: ModelPool, chat: Any, chosen: Any) -> list
     for name, kind in SAVED_CONTROLS.items():
         value = values.get(name)
         usable = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+        if usable and (control := BY_NAME[name]).is_number:  # (the operator may have changed the range)
+            usable = control.low <= value <= control.highest(getattr(models.settings, name))
         if usable and name == "voice":
             usable = value in {key for _, key in voices.choices}
         if usable and name == "model":

@@ -156,7 +156,7 @@ def respond(
         log.info("Refused a message (%s)", refusal.reason)
         metrics.refusals.labels(refusal.reason).inc()
         gr.Warning(str(refusal))
-        yield gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        yield ChatView(gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()).outputs()
         return
     if notice := voice_notice(app, choices):
         gr.Info(notice)
@@ -185,13 +185,13 @@ def respond(
                 page_here=page_here,
             )
             for outputs in _stream_reply(app, messages, view, stop, options, session, stream):
-                if isinstance(outputs[4], str) and outputs[4]:  # the timing line: the reply is complete
+                if ChatView.of(outputs).completed:
                     outcome = "completed"
                 yield outputs
     except ModelLoadError as problem:  # the model was unloaded since it was checked: nothing was said yet
         outcome = "failed"
         gr.Warning(str(problem))
-        yield message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        yield ChatView(message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()).outputs()
     except Exception as error:
         outcome = "failed"
         log.exception("Reply failed")
