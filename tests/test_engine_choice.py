@@ -3,15 +3,19 @@ float32's perplexity; measured once per machine and model, kept, and said in the
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from speakstream.llm import engine_choice
+from speakstream.llm.cpu import onnx_runtime
 from speakstream.llm.cpu.onnx_runtime import OnnxCache
 from speakstream.llm.engine_choice import Measured, candidates, choose_engine, pick
 from speakstream.llm.model import LanguageModel, ReplyGate, Sampling
@@ -119,12 +123,17 @@ def test_auto_measures_every_path_once_keeps_the_choice_and_says_why(
     )
 
 
+@pytest.fixture(scope="module")
+def onnx(bundled_gguf: Path, settings: Settings) -> LanguageModel:
+    source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
+    return LanguageModel(Settings(seed=7, cpu_kernels="onnx", model_cache=settings.model_cache)).load(source)
+
+
 @pytest.mark.slow
 def test_the_onnx_path_writes_a_reply_stops_when_asked_and_keeps_float32s_quality(
-    bundled_gguf: Path, settings: Settings, model: LanguageModel
+    bundled_gguf: Path, settings: Settings, model: LanguageModel, onnx: LanguageModel
 ) -> None:
     source = ModelSource(bundled_gguf.parent, bundled_gguf.name, "bundled (tests)")
-    onnx = LanguageModel(Settings(seed=7, cpu_kernels="onnx", model_cache=settings.model_cache)).load(source)
     assert onnx.weights == "int8" and onnx.kernels.name == "onnx"
     assert "Paris" in "".join(onnx.stream_reply(FRANCE, Sampling.from_settings(settings)))
     stop = threading.Event()
@@ -142,3 +151,33 @@ def test_the_onnx_path_writes_a_reply_stops_when_asked_and_keeps_float32s_qualit
     reference = float32.load(source).perplexity(engine_choice.QUALITY_REFERENCE.read_text(encoding="utf-8"))
     ours = onnx.perplexity(engine_choice.QUALITY_REFERENCE.read_text(encoding="utf-8"))
     assert ours <= reference * engine_choice.QUALITY_TOLERANCE
+
+
+@pytest.mark.slow
+def test_the_onnx_cache_written_in_place_reads_as_onnx_runtimes_own_arrays_as_it_grows_and_when_copied(
+    onnx: LanguageModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Token by token, the logits are exactly those of ONNX Runtime's plain call (which returns the
+    whole cache as new arrays each step), through a cache that outgrows its room every 3 tokens
+    and a copy of it taken half-way (as the prompt cache hands out)."""
+    monkeypatch.setattr(onnx_runtime, "SPARE_TOKENS", 3)
+    net = onnx._model
+    session = net._session(net.threads)
+    presents = [name.replace("past_key_values.", "present.") for name in net._past]
+    ids = torch.randint(0, net.config.vocab_size, (1, 24), generator=torch.Generator().manual_seed(0))
+    cache, arrays = (
+        net.new_cache(),
+        {name: np.zeros((1, *net._kv_shape[1:2], 0, net._kv_shape[2]), np.float32) for name in net._past},
+    )
+    for position in range(ids.shape[1]):
+        if position == 12:
+            cache = copy.deepcopy(cache)
+        ours = net(ids[:, position : position + 1], cache).logits[0, -1].numpy()
+        feeds = {
+            "input_ids": ids[:, position : position + 1].numpy(),
+            "attention_mask": np.ones((1, position + 1), np.int64),
+        }
+        logits, *present = session.run(["logits", *presents], feeds | arrays)
+        arrays = dict(zip(net._past, present, strict=True))
+        assert np.array_equal(ours, logits[0, -1]), f"token {position}"
+    assert cache.get_seq_length() == ids.shape[1]

@@ -193,7 +193,7 @@ class OnnxKernels(FastKernels):
     def new_cache(self, config: Any) -> Any:
         from speakstream.llm.cpu.onnx_runtime import OnnxCache
 
-        return OnnxCache({})
+        return OnnxCache()
 
 
 class PlainTransformers:
