@@ -85,7 +85,7 @@ def download_models(settings: Settings) -> int:
         except ModelLoadError as error:
             log.error("%s", error)
             failures += 1
-    voices = load_voices(settings)
+    voices = load_voices(settings, machine_cores())
     for notice in voices.notices:
         log.error("%s", notice)
     failures += len(voices.voices) < 2
@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         log.error("%s", error)
         return 1
-    app = assemble(model, load_voices(settings), settings, ReplayFiles(settings.audio_file_max_age))
+    app = assemble(model, load_voices(settings, machine_cores()), settings, ReplayFiles(settings.audio_file_max_age))
     try:
         demo = start(app, server_name=settings.host, server_port=settings.port, share=settings.share)
     except OSError as error:

@@ -159,20 +159,29 @@ class CoreBudget:
                 self._changed.notify_all()
 
     @contextmanager
-    def voice_speaking(self) -> Iterator[None]:
-        """A voice synthesizes: it waits for a core of its own (models give one up at their next token)."""
+    def voice_speaking(self, threads: int = 1) -> Iterator[int]:
+        """A voice synthesizes on up to ``threads`` threads; yields how many it got.
+
+        It waits for a core of its own (models give one up at their next token). It takes more
+        only while no model thread is writing and no page shows a reply on this machine, so a
+        voice never slows a reply being written; a model thread that starts meanwhile waits, at
+        its first token, for this synthesis to end.
+        """
         with self._changed:
             if self.share:
                 self._waiting_voices += 1
                 self._changed.notify_all()
                 self._changed.wait_for(lambda: sum(self._models.values()) + self._speaking < self.cores)
                 self._waiting_voices -= 1
-            self._speaking += 1
+            granted = 1
+            if self.share and not self._models:
+                granted = max(1, min(threads, self.cores - self._speaking - self._pages))
+            self._speaking += granted
         try:
-            yield
+            yield granted
         finally:
             with self._changed:
-                self._speaking -= 1
+                self._speaking -= granted
                 self._changed.notify_all()
 
     @property
@@ -188,7 +197,8 @@ class CoreBudget:
             return self._pages
 
     @property
-    def voices_speaking(self) -> int:
+    def voice_threads(self) -> int:
+        """Threads the voices synthesizing now hold."""
         with self._changed:
             return self._speaking
 

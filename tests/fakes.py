@@ -197,7 +197,7 @@ class SilentVoice(Voice):
         self.spoken: list[str] = []
 
     def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
         number = len(self.spoken)
         self.spoken.append(text)

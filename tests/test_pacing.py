@@ -8,16 +8,21 @@ playback, so these hold on any machine, loaded or not.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 
 from speakstream.pipeline import reply as reply_module
-from speakstream.pipeline.pacing import HAND_OVER_SECONDS, SLACK, Pacer
+from speakstream.pipeline.pacing import HAND_OVER_SECONDS, SLACK, VOICE_BEHIND, Pacer
 from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
+from speakstream.text.word_filter import WordFilter
+from speakstream.torch_threads import CoreBudget
+from speakstream.voices import VoiceSet
 
 from fakes import ASK, Events, ScriptedModel, SilentVoice, pipeline_for
 from paced_reply import paced_reply
@@ -206,3 +211,57 @@ def test_a_reply_stopped_while_its_first_audio_is_held_gives_way_at_once_and_say
             events.add("stopped")
     assert "stopped" in events.items, "the consumer got a turn while the audio was held"
     assert all(update.audio is None for update in updates), "no held audio went out after the stop"
+
+
+def test_the_voice_asks_for_the_cores_it_gains_from_once_it_is_slow_and_keeps_asking_for_the_reply() -> None:
+    pacer = Pacer(RULES, max_new_tokens=256)
+    assert pacer.voice_threads(2) == 1, "nothing measured"
+    pacer.cut(20)
+    pacer.audio_ready(1.0, chunk_chars=20, synthesis_seconds=0.9 * VOICE_BEHIND)
+    assert pacer.voice_threads(2) == 1
+    pacer.cut(20)
+    pacer.audio_ready(1.0, chunk_chars=20, synthesis_seconds=1.2 * VOICE_BEHIND)  # 1.05 x VOICE_BEHIND in all
+    assert pacer.voice_threads(2) == 2
+    assert pacer.voice_threads(1) == 1, "a voice that gains nothing from more asks for none"
+    pacer.cut(20)
+    pacer.audio_ready(1.0, chunk_chars=20, synthesis_seconds=0.0)  # faster on two: below the mark again
+    assert pacer.voice_threads(2) == 2
+
+
+class ThreadsNoted(SilentVoice):
+    """Notes the threads each chunk was given; gains from two."""
+
+    most_threads = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def _synthesize(self, text: str, length_scale: float, lead: object = None, threads: int = 1) -> np.ndarray:
+        self.threads.append(threads)
+        return super()._synthesize(text, length_scale, None, threads)
+
+
+class SlowVoice(ThreadsNoted):
+    """Takes at least as long to make a chunk as the chunk plays (a loaded machine only makes it
+    slower); 1 ms of sound a character."""
+
+    def _synthesize(self, text: str, length_scale: float, lead: object = None, threads: int = 1) -> np.ndarray:
+        super()._synthesize(text, length_scale, None, threads)
+        sound = np.zeros(int(0.001 * len(text) * self.sample_rate), dtype=np.float32)
+        time.sleep(sound.size / self.sample_rate)
+        return sound
+
+
+@pytest.mark.parametrize("voice_class", [SlowVoice, ThreadsNoted], ids=["slow voice", "fast voice"])
+def test_a_slow_voice_speaks_on_the_spare_cores_once_measured_slow_and_a_fast_one_on_one(
+    voice_class: type[ThreadsNoted],
+) -> None:
+    voice = voice_class()
+    settings = Settings()
+    voices = VoiceSet({voice.key: voice}, voice.key)
+    pipeline = ReplyPipeline(settings, voices, WordFilter(settings.blocked_word_list), CoreBudget(2))
+    list(pipeline.reply(ASK, threading.Event(), pipeline.options(ScriptedModel(STORY))))
+    assert len(voice.threads) > 2
+    expected = [1] + [2] * (len(voice.threads) - 1) if voice_class is SlowVoice else [1] * len(voice.threads)
+    assert voice.threads == expected

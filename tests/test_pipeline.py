@@ -140,7 +140,7 @@ class PausingVoice(SilentVoice):
     """Says every chunk after a tenth of a second of silence, as real voices do."""
 
     def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
         sound = super()._synthesize(text, length_scale, lead)
         return np.concatenate([np.zeros(self.sample_rate // 10, dtype=np.float32), np.full_like(sound, 0.5)])

@@ -122,7 +122,7 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
 
     class PatientVoice(SilentVoice):
         def _synthesize(
-            self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+            self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
         ) -> np.ndarray:
             assert wait_until(lambda: any(speaking for speaking, _ in cores.seen))
             return super()._synthesize(text, length_scale, lead)

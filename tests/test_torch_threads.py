@@ -119,7 +119,7 @@ def test_each_reply_runs_on_at_most_its_own_threads_and_a_spare_core_goes_to_the
     assert [second.token(), first.token()] == [2, 2]
     done = threading.Event()
     speaking = [speak_in_background(cores, done) for _ in range(2)]
-    assert wait_until(lambda: cores.voices_waiting + cores.voices_speaking == 2)
+    assert wait_until(lambda: cores.voices_waiting + cores.voice_threads == 2)
     assert [second.token(), first.token()] == [1, 2], "three cores left: the first reply ends first"
     assert all(voice.wait(WAIT_SECONDS) for voice in speaking) and cores.in_use == 5
     done.set()
@@ -137,7 +137,7 @@ def test_a_model_leaves_a_core_to_a_browser_on_this_machine_without_ever_waiting
         assert speak_in_background(cores, done).wait(WAIT_SECONDS), "a voice still gets a core at once"
         assert model.token() == 1, "and the model still writes: a page never makes it wait"
         done.set()
-        assert wait_until(lambda: cores.voices_speaking == 0)
+        assert wait_until(lambda: cores.voice_threads == 0)
     assert model.token() == 2
     model.finish()
     big = CoreBudget(8, per_model=2)
@@ -215,3 +215,42 @@ def test_loading_and_using_the_model_leave_the_main_thread_without_worker_thread
     )
     started = int(result.stdout.split()[-1])
     assert started > 0, result.stderr[-2000:]
+
+
+def test_a_voice_gets_the_spare_cores_it_asks_for_only_while_no_model_writes_and_no_page_shows() -> None:
+    cores = CoreBudget(2)
+    with cores.voice_speaking(2) as threads:
+        assert threads == 2 and cores.voice_threads == 2
+    with cores.voice_speaking(3) as threads:
+        assert threads == 2, "never more than the cores"
+    with cores.page_showing(), cores.voice_speaking(2) as threads:
+        assert threads == 1, "the browser on this machine keeps its core"
+    model = ModelThread(cores)
+    model.start()
+    with cores.voice_speaking(2) as threads:
+        assert threads == 1, "a reply being written keeps its core"
+        assert model.token() == 1
+    model.finish()
+
+
+def test_a_model_that_starts_while_a_voice_holds_every_core_waits_for_its_synthesis_to_end() -> None:
+    cores = CoreBudget(2)
+    done = threading.Event()
+    holding = threading.Event()
+
+    def voice() -> None:
+        with cores.voice_speaking(2):
+            holding.set()
+            done.wait(WAIT_SECONDS)
+
+    threading.Thread(target=voice, daemon=True).start()
+    assert holding.wait(WAIT_SECONDS)
+    model = ModelThread(cores)
+    model.start()
+    model.tokens.put(True)
+    with pytest.raises(queue.Empty):
+        model.counts.get(timeout=0.2)  # (order, not time: it cannot run while the voice holds both cores)
+    done.set()
+    assert model.counts.get(timeout=WAIT_SECONDS) == 2
+    assert cores.in_use <= 2
+    model.finish()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from speakstream.settings import DEFAULT_TTS_MODEL, Settings
 from speakstream.voices import CoquiVoice, PiperVoice, Voice, load_voices
 from speakstream.voices.coqui import LEAD_SECONDS
 
-from support import own_openmp_threads
+from support import own_openmp_threads, wait_until
 from tiny_coqui import GLOW_TTS_FOLDER, MELGAN_FOLDER, install_tiny_glow_tts
 
 pytestmark = pytest.mark.slow
@@ -196,3 +197,13 @@ def test_piper_needs_no_system_packages() -> None:
         assert PiperVoice().load().synthesize("Still speaking.").size > 0
     finally:
         os.environ["PATH"] = path
+
+
+def test_piper_given_spare_cores_speaks_on_its_own_count_until_a_session_on_more_is_made_then_on_that() -> None:
+    voice = PiperVoice(threads=1, most_threads=2).load()
+    own = voice._engine(1)
+    assert voice._engine(2) is own, "the first ask speaks on its own count while the other is made"
+    assert wait_until(lambda: voice._engine(2) is not own)
+    assert voice._engine(2).session.get_session_options().intra_op_num_threads == 2
+    assert voice._engine(5) is voice._engine(2), "never more than most_threads"
+    assert seconds(voice, voice.synthesize("The same voice, on two threads.", while_speaking=nullcontext(2))) > 1

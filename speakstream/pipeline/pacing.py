@@ -37,6 +37,9 @@ SLACK = 1.25
 # Seconds a segment may take from the voice to the listener's speaker: the hand-over to the
 # page, the event stream and the player's own start-up lead.
 HAND_OVER_SECONDS = 0.1
+# The voice asks for the cores it gains from once its synthesis of a character takes this share
+# of the character's speech or more: still faster than it plays, but too close for comfort.
+VOICE_BEHIND = 0.5
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Pacer:
         self._synthesis_seconds = 0.0
         self._audio_seconds = 0.0
         self._chunk_audio = 0.0  # audio of the chunk being spoken, handed to the reply so far
+        self._voice_slow = False
         # Playback: the audio kept back, and when what was handed out will have played (None: not begun).
         self._held_seconds = 0.0
         self._plays_until: float | None = None
@@ -173,6 +177,15 @@ class Pacer:
             by_voice = (deadline - voice_free) / synth
             limit = min(by_writing, by_voice)
             return max(self.rules.min_chars, math.floor(limit)) if limit < self.rules.max_chars else None
+
+    def voice_threads(self, most: int) -> int:
+        """Threads to ask for the voice's next chunk, of the ``most`` it gains from: all of them once
+        it has been slow in this reply (see ``VOICE_BEHIND``), else one. Slow once, it stays so for
+        the reply: on more threads its pace no longer says how it does on one."""
+        with self._lock:
+            if not self._voice_slow and self._chars_spoken:
+                self._voice_slow = self._synthesis_seconds >= VOICE_BEHIND * self._audio_seconds
+            return most if self._voice_slow else 1
 
     def hold_seconds(self, at: float) -> float:
         """How much longer to keep the reply's first audio back (0: hand it out now)."""

@@ -376,7 +376,8 @@ class ReplyPipeline:
                 # Until the first sound is out, a voice that can hands out the start of its speech early.
                 lead = functools.partial(hand_out, shown=shown, end=False) if first else None
                 try:
-                    samples = voice.synthesize(spoken, options.speaking_rate, self.cores.voice_speaking(), lead)
+                    cores = self.cores.voice_speaking(pacer.voice_threads(voice.most_threads))
+                    samples = voice.synthesize(spoken, options.speaking_rate, cores, lead)
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     timeline.voice_failures += 1

@@ -103,21 +103,23 @@ class VoiceSet:
         return voice
 
 
-def load_voices(settings: Settings) -> VoiceSet:
+def load_voices(settings: Settings, cores: int = 1) -> VoiceSet:
     """Load the Coqui voice and the offline Piper voice (and ``--voice`` if it is an offered Piper
-    voice); a failure becomes a notice, never an exception."""
+    voice); a failure becomes a notice, never an exception. A Piper voice may speak on up to
+    ``cores`` threads where the CPU budget has them spare."""
     result = VoiceSet(offered=settings.voice_names, max_loaded=settings.max_loaded_voices)
-    result.load = functools.partial(PiperVoice, threads=settings.tts_threads)
+    piper = functools.partial(PiperVoice, threads=settings.tts_threads, most_threads=cores)
+    result.load = piper
     if settings.text_only:
         result.notices.append("Text only: speech is turned off.")
         return result
     device = choose_device(settings.device)
     candidates: list[Voice] = [
         CoquiVoice(settings.tts_model, settings.tts_vocoder, device),
-        PiperVoice(threads=settings.tts_threads),
+        piper(),
     ]
     if settings.voice in result.offered:
-        candidates.append(PiperVoice(settings.voice, threads=settings.tts_threads))
+        candidates.append(piper(settings.voice))
     for voice in candidates:
         try:
             voice.load()

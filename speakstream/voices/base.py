@@ -6,7 +6,6 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
 
 import numpy as np
 
@@ -26,6 +25,7 @@ class Voice(ABC):
     label: str
     sample_rate: int
     language = "en"  # the language it speaks, two letters
+    most_threads = 1  # threads its synthesis gains from (more on a core budget's spare cores)
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -34,28 +34,30 @@ class Voice(ABC):
         self,
         text: str,
         speaking_rate: float = 1.0,
-        while_speaking: AbstractContextManager[Any] | None = None,
+        while_speaking: AbstractContextManager[int] | None = None,
         lead: Callable[[np.ndarray], None] | None = None,
     ) -> np.ndarray:
         """Samples for ``text`` (int16, mono, at ``sample_rate``); empty when there is nothing to say.
 
         ``speaking_rate`` above 1 speaks faster; both engines take its inverse as length scale.
         ``while_speaking`` is entered only once this voice is free (a reply waiting for another
-        reply's synthesis holds no core meanwhile). A voice that can finish the start of its
-        speech before the rest hands that start to ``lead`` as soon as it has it and returns
-        only the rest; the others ignore ``lead`` and return everything.
+        reply's synthesis holds no core meanwhile) and gives the threads to synthesize on. A
+        voice that can finish the start of its speech before the rest hands that start to
+        ``lead`` as soon as it has it and returns only the rest; the others ignore ``lead`` and
+        return everything.
         """
         if not any(ch.isalnum() for ch in text):
             return np.zeros(0, dtype=np.int16)
         early = None if lead is None else (lambda samples: lead(_int16(samples)))
-        with self._lock, while_speaking or nullcontext():
-            return _int16(self._synthesize(text, 1.0 / speaking_rate, early))
+        with self._lock, while_speaking or nullcontext(1) as threads:
+            return _int16(self._synthesize(text, 1.0 / speaking_rate, early, threads))
 
     @abstractmethod
     def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
-        """Float samples in [-1, 1] for non-empty ``text`` (after those given to ``lead``, if it gives any)."""
+        """Float samples in [-1, 1] for non-empty ``text`` (after those given to ``lead``, if it gives
+        any), on ``threads`` threads where it can."""
 
 
 def _int16(samples: np.ndarray) -> np.ndarray:

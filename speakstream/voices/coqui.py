@@ -104,10 +104,11 @@ class CoquiVoice(Voice):
         return self
 
     def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
         """Synthesis runs torch, so on a passing thread, whoever calls (see speakstream.torch_threads),
-        and on one torch thread: the one core the CPU budget gives a voice."""
+        on the torch threads the CPU budget gave (one: glow-tts measured no faster on two, so it
+        asks for no more)."""
         import torch
 
         model = self._tts.synthesizer.tts_model
@@ -115,7 +116,7 @@ class CoquiVoice(Voice):
             model.length_scale = self._base_length_scale * length_scale
 
         def speak() -> np.ndarray:
-            torch.set_num_threads(1)
+            torch.set_num_threads(threads)
             with torch.inference_mode():
                 return self._speech(text, lead)
 

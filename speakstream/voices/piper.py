@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,38 +95,40 @@ def hub_files(name: str) -> tuple[Path, Path]:
 
 
 class PiperVoice(Voice):
-    """A Piper ONNX voice, run by onnxruntime with a fixed number of threads."""
+    """A Piper ONNX voice, run by onnxruntime on ``threads`` threads, and on up to ``most_threads``
+    where the CPU budget gives it spare cores."""
 
-    def __init__(self, name: str = BUNDLED, threads: int = 1) -> None:
+    def __init__(self, name: str = BUNDLED, threads: int = 1, most_threads: int = 1) -> None:
         super().__init__()
         self.key = "piper" if name == BUNDLED else name
         label, self.language = describe(name)
         self.label = "Joe (Piper, offline)" if name == BUNDLED else label
         self.name = name
         self.threads = threads
+        self.most_threads = max(threads, most_threads)
         self.sample_rate = 0
         self.gain = 1.0
-        self._voice = None
+        self._model: Path | None = None
+        self._config: Any = None
         self._config_class = None
+        self._engines: dict[int, Any] = {}  # thread count -> Piper's engine on a session of that many
+        self._making: set[int] = set()
+        self._engines_lock = threading.Lock()
 
     def load(self) -> PiperVoice:
         """Find (or fetch), load and calibrate the voice; :class:`VoiceLoadError` saying why not."""
         try:
-            import onnxruntime
-            from piper import PiperVoice as Engine
+            import onnxruntime  # noqa: F401  (piper's own import, checked here to say what is missing)
             from piper.config import PiperConfig, SynthesisConfig
         except ImportError as error:
             raise VoiceLoadError(f"piper-tts is not installed ({error}): pip install piper-tts") from error
         model, config_path = bundled_files() if self.name == BUNDLED else hub_files(self.name)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
         try:
-            config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
-            session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
-            self._voice = Engine(session=session, config=config)
+            self._model = model
+            self._config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
+            self._engines[self.threads] = self._new_engine(self.threads)
             self._config_class = SynthesisConfig
-            self.sample_rate = int(config.sample_rate)
+            self.sample_rate = int(self._config.sample_rate)
             peak = float(np.max(np.abs(self._synthesize(CALIBRATION, 1.0)), initial=0.0))
         except Exception as error:  # a broken file fails in onnxruntime's own error types; details to the log
             log.warning("Could not load the Piper voice %s: %s", self.name, error)
@@ -133,12 +137,48 @@ class PiperVoice(Voice):
         log.info("Voice %s loaded (%d Hz, gain %.2f)", self.label, self.sample_rate, self.gain)
         return self
 
+    def _new_engine(self, threads: int) -> Any:
+        import onnxruntime
+        from piper import PiperVoice as Engine
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(self._model), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        return Engine(session=session, config=self._config)
+
+    def _engine(self, threads: int) -> Any:
+        """The voice on ``threads`` threads (within its own count and ``most_threads``) where made;
+        else on its own count, while a thread of its own makes that one (a session holds its thread
+        count for good and costs as much memory as the first: made only once a reply asks for it)."""
+        wanted = min(max(threads, self.threads), self.most_threads)
+        with self._engines_lock:
+            if wanted in self._engines:
+                return self._engines[wanted]
+            if wanted not in self._making:
+                self._making.add(wanted)
+                threading.Thread(target=self._make, args=(wanted,), name="speakstream-piper", daemon=True).start()
+            return self._engines[self.threads]
+
+    def _make(self, threads: int) -> None:
+        try:
+            engine = self._new_engine(threads)
+        except Exception as error:  # noqa: BLE001  (onnxruntime's own error types; the voice speaks on regardless)
+            log.warning("Could not run the Piper voice %s on %d threads: %s", self.name, threads, error)
+            return
+        with self._engines_lock:
+            self._engines[threads] = engine
+        log.info("Voice %s can now speak on %d threads", self.label, threads)
+
     def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
         """All of a chunk at once (``lead`` unused): Piper's model makes a sentence's samples in one pass."""
+        engine = self._engine(threads)
         config = self._config_class(
-            length_scale=length_scale * self._voice.config.length_scale, normalize_audio=False, volume=self.gain
+            length_scale=length_scale * engine.config.length_scale, normalize_audio=False, volume=self.gain
         )
-        parts = [chunk.audio_float_array for chunk in self._voice.synthesize(text, syn_config=config)]
+        parts = [chunk.audio_float_array for chunk in engine.synthesize(text, syn_config=config)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
