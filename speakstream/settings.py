@@ -124,8 +124,9 @@ class Settings:
     torch_threads: int = _opt(0, "Most threads torch uses for one reply's model (0: one per core, up to 2).")
     share_cores: bool = _opt(
         True,
-        "Replies and voices share the machine's cores: a voice speaking gets a core of its own, "
-        "replies running at once split the rest (off: each reply always uses SPEAKSTREAM_TORCH_THREADS).",
+        "Replies and voices share the machine's cores: a voice speaking gets a core of its own (a voice "
+        "found slow in a reply also the cores no reply or page needs), replies running at once split the "
+        "rest (off: each reply always uses SPEAKSTREAM_TORCH_THREADS).",
     )
     model_cache: Path | None = _opt(
         None,
@@ -157,7 +158,9 @@ class Settings:
     )
     tts_vocoder: str = _opt("", "Coqui vocoder: a name or local folder (empty: the model's default vocoder).")
     speaking_rate: float = _opt(1.0, "Speaking rate: above 1 speaks faster, below 1 slower.")
-    tts_threads: int = _opt(1, "Threads for a Piper voice (onnxruntime); a Coqui voice speaks on one torch thread.")
+    tts_threads: int = _opt(
+        1, "Threads for a Piper voice (onnxruntime), more where it is slow and cores are spare; a Coqui voice uses one."
+    )
     text_only: bool = _opt(False, "Do not synthesize speech (for users without sound).")
     first_chunk_max_chars: int = _opt(
         24, "The first chunk ends at a word boundary by this length, so speech starts after a few words."
