@@ -43,6 +43,19 @@ def in_passing_thread(work: Callable[[], T], name: str = "speakstream-load") -> 
     return result[0]
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """The calling thread's torch work runs on one thread while this lasts (then on as many as before)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def machine_cores() -> int:
     """The cores this process may run on (its CPU affinity, which containers and taskset narrow)."""
     try:

@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
-from speakstream.llm.cpu import FastKernels, PlainTransformers, cpu_kernels
+from speakstream.llm.cpu import EndTokens, FastKernels, PlainTransformers, cpu_kernels
 from speakstream.llm.cpu.kv_cache import GrowingLayer
+from speakstream.llm.cpu.onnx_runtime import OnnxCache
 from speakstream.llm.cpu.quantize import SmallLinear, kernels_work
 from speakstream.llm.cpu.sampler import TopKTopPSampler
 from speakstream.llm.model import LanguageModel, Sampling
@@ -159,3 +160,51 @@ def test_the_shrunk_model_is_kept_so_the_next_start_skips_shrinking_and_answers_
     assert "".join(again.stream_reply(france, sampling)) == "".join(first.stream_reply(france, sampling))
     kept[0].write_bytes(b"not a model")  # a broken copy is rebuilt, never fatal
     assert LanguageModel(chosen).load(source).weights == "int4"
+
+
+def test_the_onnx_model_runs_on_the_threads_the_budget_gave_while_the_loops_own_work_runs_on_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """(torch's idle OpenMP workers spin after a parallel step, on the cores ONNX Runtime's need.)"""
+    seen: list[tuple[str, int]] = []
+
+    class Model:
+        def __call__(self, input_ids: torch.Tensor, **kwargs: object) -> object:
+            seen.append(("model", torch.get_num_threads()))
+            return type("Out", (), {"logits": torch.randn(1, input_ids.shape[1], 64)})()
+
+    class Gate:
+        def stops(self) -> bool:
+            return False
+
+    class Streamer:
+        def put(self, value: torch.Tensor) -> None:
+            pass
+
+        def end(self) -> None:
+            pass
+
+    draw = TopKTopPSampler.draw
+    monkeypatch.setattr(
+        TopKTopPSampler,
+        "draw",
+        lambda self, scores: seen.append(("draw", torch.get_num_threads())) or draw(self, scores),
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        kernels = cpu_kernels("onnx", threads=2)
+        kernels.generate(
+            Model(),
+            torch.tensor([[1, 2, 3]]),
+            OnnxCache(),
+            Sampling(0.7, 0.9, 1.1, 4, seed=1),
+            EndTokens(frozenset(), None),
+            Gate(),
+            Streamer(),
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert [what for what, _ in seen] == ["model", "draw"] * 4 + ["model"]
+    assert {threads for what, threads in seen if what == "model"} == {2}
+    assert {threads for what, threads in seen if what == "draw"} == {1}

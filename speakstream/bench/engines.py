@@ -24,28 +24,34 @@ from speakstream.settings import Settings
 
 
 def llama_cpp_tokens_per_second(binary: Path, gguf: Path, threads: int) -> float:
-    """llama-bench's decoding speed (64 tokens, 3 repetitions) on ``gguf``."""
-    command = [str(binary), "-m", str(gguf), "-t", str(threads), "-p", "0", "-n", "64", "-r", "3", "-o", "json"]
+    """llama-bench's decoding speed (64 tokens) on ``gguf``."""
+    command = [str(binary), "-m", str(gguf), "-t", str(threads), "-p", "0", "-n", "64", "-r", "1", "-o", "json"]
     done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
     return float(json.loads(done.stdout)[0]["avg_ts"])
 
 
 def bench_engines(settings: Settings, runs: int = 3, llama_bench: Path | None = None) -> None:
+    """Each path ``runs`` times, in rounds (every path, then llama.cpp, then again), so that a
+    host whose speed drifts over minutes (a shared VM) slows every path alike; medians."""
     source = resolve_model_source(settings.llm)
+    gguf = find_bundled_gguf() if source.gguf_file is None else source.folder / source.gguf_file
+    tries: dict[tuple[str, str], list[Measured]] = {candidate: [] for candidate in CANDIDATES}
+    references = []
+    for _ in range(runs):
+        for kernels, weights in CANDIDATES:
+            tries[kernels, weights].append(measure(settings, source, kernels, weights))
+        if llama_bench is not None and gguf is not None:
+            references.append(llama_cpp_tokens_per_second(llama_bench, gguf, settings.threads))
     measured: list[Measured] = []
     rows = []
-    for kernels, weights in CANDIDATES:
-        tries = [measure(settings, source, kernels, weights) for _ in range(runs)]
-        speeds = [m.tokens_per_second for m in tries if m.tokens_per_second]
-        best = tries[-1]
+    for these in tries.values():
+        speeds = [m.tokens_per_second for m in these if m.tokens_per_second]
+        best = these[-1]
         if speeds:
             best = dataclasses.replace(best, tokens_per_second=statistics.median(speeds))
         measured.append(best)
         rows.append([best.label, best.tokens_per_second, best.perplexity, best.error])
-    reference = None
-    gguf = find_bundled_gguf() if source.gguf_file is None else source.folder / source.gguf_file
-    if llama_bench is not None and gguf is not None:
-        reference = llama_cpp_tokens_per_second(llama_bench, gguf, settings.threads)
+    reference = statistics.median(references) if references else None
     cells = []
     for label, speed, perplexity, error in rows:
         ratio = f"{speed / reference:.2f}" if speed and reference else "-"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,6 +119,10 @@ class FastKernels:
 
         return new_cache(config)
 
+    def own_work(self) -> AbstractContextManager[None]:
+        """Where the loop's own torch work (the penalty, the sampler) runs: on the model's threads."""
+        return nullcontext()
+
     def generate(
         self, model: Any, prompt: Any, cache: Any, sampling: Sampling, ends: EndTokens, gate: Any, streamer: Any
     ) -> None:
@@ -140,14 +145,15 @@ class FastKernels:
         done = cache.get_seq_length()
         logits = model(input_ids=prompt[:, done:], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1, :]
         for _ in range(sampling.max_new_tokens):
-            scores = logits.float()
-            if sampling.repetition_penalty != 1.0:
-                penalised = scores.gather(-1, seen[None])
-                penalised = torch.where(
-                    penalised < 0, penalised * sampling.repetition_penalty, penalised / sampling.repetition_penalty
-                )
-                scores = scores.scatter(-1, seen[None], penalised)
-            token = draw(scores) if draw else scores.argmax(-1, keepdim=True)
+            with self.own_work():
+                scores = logits.float()
+                if sampling.repetition_penalty != 1.0:
+                    penalised = scores.gather(-1, seen[None])
+                    penalised = torch.where(
+                        penalised < 0, penalised * sampling.repetition_penalty, penalised / sampling.repetition_penalty
+                    )
+                    scores = scores.scatter(-1, seen[None], penalised)
+                token = draw(scores) if draw else scores.argmax(-1, keepdim=True)
             streamer.put(token[0])
             if int(token) in ends.end or gate.stops():
                 break
@@ -194,6 +200,13 @@ class OnnxKernels(FastKernels):
         from speakstream.llm.cpu.onnx_runtime import OnnxCache
 
         return OnnxCache()
+
+    def own_work(self) -> AbstractContextManager[None]:
+        """On one torch thread: torch's OpenMP workers, idle otherwise, spin after each parallel step
+        on the cores ONNX Runtime's workers need."""
+        from speakstream.torch_threads import one_torch_thread
+
+        return one_torch_thread()
 
 
 class PlainTransformers:
