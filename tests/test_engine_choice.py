@@ -181,3 +181,15 @@ def test_the_onnx_cache_written_in_place_reads_as_onnx_runtimes_own_arrays_as_it
         arrays = dict(zip(net._past, present, strict=True))
         assert np.array_equal(ours, logits[0, -1]), f"token {position}"
     assert cache.get_seq_length() == ids.shape[1]
+
+
+@pytest.mark.slow
+def test_the_onnx_sessions_workers_spin_only_with_every_core_the_model_may_use(onnx: LanguageModel) -> None:
+    """With fewer (a voice speaks, a page shows a reply here) they sleep, leaving the cores to others."""
+    net = onnx._model
+
+    def spins(threads: int) -> str:
+        return net._session(threads).get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert spins(net.threads) == "1"
+    assert all(spins(fewer) == "0" for fewer in range(1, net.threads))

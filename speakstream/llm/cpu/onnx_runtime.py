@@ -173,9 +173,11 @@ class OnnxCausalLM:
         """A session on ``threads`` threads (each holds its own copy of the weights: a thread count is
         fixed per session).
 
-        Its workers sleep rather than spin between products: this loop runs beside the thread
-        that streams the text, and a voice or a browser may share the cores (spinning workers
-        wrote a third fewer tokens a second here than sleeping ones).
+        The session on all the model's threads runs only while the core budget gives the model
+        every core it may use (no voice speaking, no page showing a reply on this machine): its
+        workers spin between products, which saves waking them for each of the few hundred
+        products of a token. On fewer threads they sleep, leaving the cores to whoever shares
+        them. (Spinning lost while torch's own idle workers spun too: see ``OnnxKernels.own_work``.)
         """
         with self._lock:
             if threads not in self._sessions:
@@ -183,7 +185,8 @@ class OnnxCausalLM:
 
                 options = onnxruntime.SessionOptions()
                 options.intra_op_num_threads = threads
-                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                spin = "1" if threads == self.threads else "0"
+                options.add_session_config_entry("session.intra_op.allow_spinning", spin)
                 self._sessions[threads] = onnxruntime.InferenceSession(
                     str(self.folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
                 )
