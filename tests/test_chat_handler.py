@@ -9,8 +9,7 @@ import base64
 import dataclasses
 import functools
 import itertools
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -29,7 +28,7 @@ from speakstream.ui.request_identity import client_address, page_on_this_machine
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
-from support import WAIT_SECONDS, generation_threads, player_segments, wait_until
+from support import Driven, generation_threads, player_segments, wait_until
 
 ANSWER = "Paris is the capital of France. It is lovely in spring, and the food is good."
 MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
@@ -127,23 +126,6 @@ def test_a_model_error_mid_reply_ends_with_a_note_and_the_next_message_is_answer
     assert wait_until(lambda: not generation_threads())
     model.fail_at = None
     assert shown(list(respond(handlers, "Hi again", outputs[-1][1]))[-1]) == ANSWER
-
-
-class Driven:
-    """A reply's outputs pulled on a thread of its own, as Gradio pulls them; each one is kept."""
-
-    def __init__(self, outputs: Iterator[tuple]) -> None:
-        self.outputs: list[tuple] = []
-        self.thread = threading.Thread(target=lambda: self.outputs.extend(outputs), daemon=True)
-        self.thread.start()
-
-    def ended(self) -> bool:
-        self.thread.join(WAIT_SECONDS)
-        return not self.thread.is_alive()
-
-    def completed(self) -> bool:
-        """Whether it ran to its end (its last update carries the timing line)."""
-        return any(ChatView.of(out).completed for out in self.outputs)
 
 
 def test_a_new_message_stops_the_reply_still_running_in_the_same_session() -> None:

@@ -6,8 +6,9 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "speakstream"
-# The stages in the order a reply flows through them; each may use the ones before it.
-STAGES = ["llm", "text", "voices", "audio", "pipeline", "ui"]
+# The stages in the order a message and its reply flow through them (the spoken message heard
+# first); each may use the ones before it.
+STAGES = ["hearing", "llm", "text", "voices", "audio", "pipeline", "ui"]
 # Used by every stage, using none: configuration, the user's controls, threads, devices, metrics, loading on a pick.
 SHARED = {"settings", "controls", "torch_threads", "devices", "host", "metrics", "load_once"}
 # Assembly and tools, above the stages: start-up, the benchmarks, running the app locally.

@@ -51,7 +51,7 @@ def test_a_malformed_environment_variable_names_itself() -> None:
 def test_model_cache_defaults_under_xdg_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert Settings().model_cache_dir == tmp_path / "speakstream"
-    assert load_settings(["--model-cache", "/srv/models"], {}).model_cache_dir == Path("/srv/models")
+    assert load_settings([], {"SPEAKSTREAM_MODEL_CACHE": "/srv/models"}).model_cache_dir == Path("/srv/models")
 
 
 def test_help_lists_about_25_flags_by_stage_and_names_every_other_setting() -> None:

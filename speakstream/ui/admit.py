@@ -38,6 +38,11 @@ class ReplyChoices:
 REPLY_CONTROLS = [field.name for field in dataclasses.fields(ReplyChoices)]
 
 
+def choices_from(arguments: dict[str, Any]) -> ReplyChoices:
+    """The reply controls among an event handler's arguments (its ``locals()``), by name."""
+    return ReplyChoices(**{name: arguments[name] for name in REPLY_CONTROLS})
+
+
 class Refused(ValueError):
     """A message that is not answered; the text says why, ``reason`` counts it."""
 
@@ -76,8 +81,13 @@ def admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tup
     if isinstance(loading.exception(), ModelLoadError):
         raise Refused(str(loading.exception()), "model_refused")
     if wait := app.limits.check(client):
-        raise Refused(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.", "rate_limit")
+        raise too_quick(wait)
     return text, chosen, spec
+
+
+def too_quick(wait: float) -> Refused:
+    """The refusal of a client over its rate limit."""
+    return Refused(f"You are sending messages too quickly. Please wait {wait:.0f} seconds.", "rate_limit")
 
 
 def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:

@@ -14,6 +14,7 @@ import dataclasses
 import html
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import gradio as gr
 import numpy as np
 
 from speakstream.audio.replay_files import ReplayFiles
+from speakstream.hearing.listener import Listeners
+from speakstream.hearing.recognition import Recognition
 from speakstream.llm.endpoint import EndpointError
 from speakstream.llm.model import Sampling
 from speakstream.llm.pool import ModelPool
@@ -34,7 +37,7 @@ from speakstream.text.admission import for_display
 from speakstream.text.conversation import bounded_history, content_text, to_model_messages
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
-from speakstream.ui.admit import Refused, ReplyChoices, admit, voice_notice
+from speakstream.ui.admit import Refused, ReplyChoices, admit, choices_from, voice_notice
 from speakstream.ui.browser_storage import remember_chat
 from speakstream.ui.player import AudioStream
 from speakstream.ui.request_identity import client_address, page_on_this_machine
@@ -94,6 +97,8 @@ class ChatApp:
     limits: RateLimits
     metrics: Metrics = dataclasses.field(default_factory=Metrics)
     replays: ReplayFiles | None = None  # None: the whole reply's audio goes to Gradio as samples
+    recognition: Recognition | None = None  # None: voice input is off
+    listeners: Listeners | None = None
 
     def chat(
         self,
@@ -113,17 +118,7 @@ class ChatApp:
     ) -> Iterator[ChatOutputs]:
         """The ``/chat`` event: (Gradio's request,) the message, the chat, each reply control (as
         :class:`ReplyChoices` names them, in its order), the session."""
-        choices = ReplyChoices(
-            voice=voice,
-            speaking_rate=speaking_rate,
-            text_only=text_only,
-            system_prompt=system_prompt,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            repetition_penalty=repetition_penalty,
-            model=model,
-        )
+        choices = choices_from(locals())
         client = client_address(request, self.settings.proxy_hops)
         page_here = page_on_this_machine(request, self.settings.proxy_hops)
         yield from respond(self, message, history, choices, session, client, page_here)
@@ -137,9 +132,12 @@ def respond(
     session: dict[str, Any] | None = None,
     client: str = "local",
     page_here: bool = False,
+    heard_at: float | None = None,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
+    ``heard_at``: for a spoken message, when its speech ended (``time.monotonic()``); the message
+    box then keeps whatever is typed in it.
     A message that cannot be sent stays in the box and the user sees why (an empty or too
     long message or system prompt, a word on the list, a model this server will not load or
     that is still loading, too many messages from this client). A new message stops the
@@ -171,7 +169,7 @@ def respond(
     metrics.replies_running.inc()
     outcome = "stopped"
     # The browser keeps the conversation before this message until the reply ends.
-    view = ChatView("", history, stream.start(), saved=remember_chat(before))
+    view = ChatView("" if heard_at is None else gr.skip(), history, stream.start(), saved=remember_chat(before))
     yield view.outputs()
     view.message = gr.skip()
     try:
@@ -184,7 +182,7 @@ def respond(
                 sampling=Sampling.from_settings(chosen),
                 page_here=page_here,
             )
-            for outputs in _stream_reply(app, messages, view, stop, options, session, stream):
+            for outputs in _stream_reply(app, messages, view, stop, options, session, stream, heard_at):
                 if ChatView.of(outputs).completed:
                     outcome = "completed"
                 yield outputs
@@ -215,6 +213,7 @@ def _stream_reply(
     options: ReplyOptions,
     session: dict[str, Any],
     stream: AudioStream,
+    heard_at: float | None = None,
 ) -> Iterator[ChatOutputs]:
     """The reply's text, its audio for the page's player, then its whole audio, timings and the saved chat."""
     rate = app.pipeline.sample_rate
@@ -228,6 +227,8 @@ def _stream_reply(
             continue
         history[-1] = {"role": "assistant", "content": update.text}
         if update.audio is not None:
+            if not spoken and heard_at is not None:
+                app.metrics.speech_to_audio.observe(time.monotonic() - heard_at)
             spoken.append(update.audio)
             view.player = stream.segment(update.audio, update.spoken)
             yield view.outputs()

@@ -19,7 +19,9 @@ from speakstream.ui.admit import REPLY_CONTROLS
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
 from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, last_turn_removed, supersede
 from speakstream.ui.loading import load_model, load_voice
+from speakstream.ui.microphone import microphone_component
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
+from speakstream.ui.spoken import SpokenMessages
 from speakstream.voices import VoiceSet
 
 # Status lines of picked models (and, apart, voices) followed at once; more wait in the queue.
@@ -44,6 +46,17 @@ def voice_status(voices: VoiceSet) -> str:
     lines = [f"**Voice:** {voice.label}" if voice else "**Voice:** none (text only)"]
     lines += [f"- {notice}" for notice in voices.notices]
     return "\n".join(lines)
+
+
+def hearing_status(app: ChatApp) -> str:
+    """The line under the page that says what hears spoken messages, and in which language."""
+    if app.recognition is None:
+        return "**Speech recognition:** off (type your messages)"
+    transcriber = app.recognition.transcriber
+    line = f"**Speech recognition:** {transcriber.label}"
+    if not transcriber.multilingual:
+        line += " · English only: speak English, whatever the voice's language"
+    return line + (f"\n- {transcriber.notice}" if transcriber.notice else "")
 
 
 def slider(name: str, settings: Settings, **layout: Any) -> gr.Slider:
@@ -86,6 +99,9 @@ def build_ui(app: ChatApp) -> gr.Blocks:
                 elem_id="message",
             )
             send = gr.Button("Send", variant="primary", scale=1, min_width=70, elem_id="send")
+        microphone = microphone_component(app)
+        # For API callers: a spoken message as a WAV file (base64); see the README
+        spoken_audio = gr.Textbox(visible=False, label="audio")
         with gr.Row():
             # Narrow buttons, so the four stay on one line on a phone
             stop = gr.Button("Stop", variant="stop", min_width=60, elem_id="stop")
@@ -137,7 +153,9 @@ def build_ui(app: ChatApp) -> gr.Blocks:
                 repetition_penalty = slider("repetition_penalty", settings)
         engine = getattr(app.models.default, "engine", "")
         gr.Markdown(
-            f"{voice_status(app.voices)}\n\n**Model:** {source}" + (f" · runs with {engine}" if engine else ""),
+            f"{voice_status(app.voices)}\n\n**Model:** {source}"
+            + (f" · runs with {engine}" if engine else "")
+            + f"\n\n{hearing_status(app)}",
             elem_id="status",
         )
 
@@ -196,7 +214,12 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)
             .then(api_visibility="private", **reply)
         )
-        replies = [submitted, clicked, retried]
+        spoken_reply = {**reply, "inputs": reply["inputs"][1:], "api_visibility": "private"}
+        speech = SpokenMessages(app)
+        said = microphone.submit(**{**spoken_reply, "fn": speech.heard})
+        talk = {**reply, "fn": speech.talk, "inputs": [spoken_audio, *reply["inputs"][1:]]}
+        talked = spoken_audio.submit(**talk, api_name="talk")
+        replies = [submitted, clicked, retried, said, talked]
         undo.click(
             last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], js=STOP_JS, cancels=replies, **quick
         ).then(**keep_chat)

@@ -1,0 +1,157 @@
+"""A spoken message: the page's audio heard piece by piece (:mod:`speakstream.hearing.listener`)
+or a WAV sent through the API, its words recognized, then answered exactly as a typed message
+(:func:`speakstream.ui.handlers.respond`: the same limits, history, settings, Stop and saving).
+
+Audio is never written to disk nor logged; a message about it says what was wrong, never what
+was said.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import gradio as gr
+
+from speakstream.hearing.audio_in import AudioLimits, BadAudio, decode_pcm, decode_wav, too_long
+from speakstream.hearing.listener import Utterance
+from speakstream.hearing.turns import holds_speech
+from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, choices_from, too_quick
+from speakstream.ui.handlers import ChatApp, ChatOutputs, ChatView, History, respond
+from speakstream.ui.request_identity import client_address, page_on_this_machine
+
+log = logging.getLogger(__name__)
+
+VOICE_INPUT_OFF = "Voice input is off on this server: type your message instead."
+NO_WORDS = "No words were heard. Please say it again."
+NOT_A_WAV = "That is not audio SpeakStream can read: send a WAV file in base64."
+
+
+def hear(app: ChatApp, piece: Any, client: str = "local") -> dict[str, str]:
+    """A piece of a listening page's audio: ``{"id", "pcm", "first", "last"}`` (the page's own
+    random id, 16 kHz 16-bit PCM in base64, whether it starts or ends what the page sends); the
+    turn's state after it, and a message for the user when there is one. A client over its rate
+    limit is told so when it starts sending (before its speech costs any recognizing)."""
+    if app.listeners is None:
+        return {"state": "off", "message": VOICE_INPUT_OFF}
+    if not isinstance(piece, dict) or not isinstance(piece.get("id"), str) or not isinstance(piece.get("pcm"), str):
+        return {"state": "error", "message": "That is not audio SpeakStream can read."}
+    limits = AudioLimits(app.settings.max_utterance_seconds)
+    try:
+        samples = decode_pcm(piece["pcm"], limits)
+    except BadAudio as problem:
+        return {"state": "error", "message": str(problem)}
+    if piece.get("first") and (wait := app.limits.waiting(client)):
+        app.metrics.refusals.labels("rate_limit").inc()
+        return {"state": "error", "message": str(too_quick(wait))}
+    listener = app.listeners.get(piece["id"][:64])
+    if piece.get("first"):
+        listener.restart()
+    state = listener.hear(samples, finish=bool(piece.get("last")))
+    if state == "too_long":
+        app.metrics.refusals.labels("too_long").inc()
+        return {"state": state, "message": str(too_long(limits))}
+    if state == "no_speech":
+        app.metrics.refusals.labels("no_speech").inc()
+        return {"state": state, "message": NO_WORDS}
+    return {"state": state, "message": ""}
+
+
+class SpokenMessages:
+    """The events of spoken messages, bound to the app (Gradio reads their parameters' names and
+    types: a bound method shows them, a ``functools.partial`` hides the types)."""
+
+    def __init__(self, app: ChatApp) -> None:
+        self.app = app
+
+    def heard(
+        self, request: gr.Request, event: gr.EventData, history: History | None, *controls: Any
+    ) -> Iterator[ChatOutputs]:
+        """The page's spoken message: the utterance its listener (``event.listening``, the page's id)
+        ended a moment ago; ``controls``: the reply controls in :class:`ReplyChoices` order, then the session."""
+        app = self.app
+        *values, session = controls
+        choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
+        listening = getattr(event, "listening", None)
+        utterance = app.listeners.take(listening) if app.listeners and isinstance(listening, str) else None
+        if utterance is None:
+            yield from _refused(app, history, NO_WORDS, "no_speech")
+            return
+        hops = app.settings.proxy_hops
+        client, page_here = client_address(request, hops), page_on_this_machine(request, hops)
+        yield from _answer(app, utterance, history, choices, session, client, page_here)
+
+    def talk(
+        self,
+        request: gr.Request,
+        audio: str,
+        history: History | None,
+        voice: str | None = None,
+        speaking_rate: float | None = None,
+        text_only: bool = False,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: float | None = None,
+        repetition_penalty: float | None = None,
+        model: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> Iterator[ChatOutputs]:
+        """The ``/talk`` event for API callers: a WAV file (base64), the chat, each reply control
+        (as for ``/chat``), the session. The reply is streamed as for ``/chat``; the recognized words
+        are the chat's new user turn."""
+        choices, app = choices_from(locals()), self.app
+        if app.recognition is None or app.listeners is None:
+            yield from _refused(app, history, VOICE_INPUT_OFF, "voice_input_off")
+            return
+        limits = AudioLimits(app.settings.max_utterance_seconds)
+        try:
+            if len(audio or "") > limits.max_bytes * 4 // 3 + 4:
+                raise too_long(limits)
+            try:
+                data = base64.b64decode(audio or "", validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                raise BadAudio(
+                    "That is not audio SpeakStream can read: send a WAV file in base64.", "not_audio"
+                ) from None
+            samples = decode_wav(data, limits)
+            if not holds_speech(app.listeners.vad.stream(), samples, app.listeners.rules):
+                raise BadAudio(NO_WORDS, "no_speech")
+        except BadAudio as problem:
+            yield from _refused(app, history, str(problem), problem.reason)
+            return
+        client = client_address(request, app.settings.proxy_hops)
+        yield from _answer(app, Utterance(samples, ended_at=time.monotonic()), history, choices, session, client, False)
+
+
+def _answer(
+    app: ChatApp,
+    utterance: Utterance,
+    history: History | None,
+    choices: ReplyChoices,
+    session: dict[str, Any] | None,
+    client: str,
+    page_here: bool,
+) -> Iterator[ChatOutputs]:
+    if wait := app.limits.waiting(client):  # before recognizing: that is the costly part
+        yield from _refused(app, history, str(too_quick(wait)), "rate_limit")
+        return
+    voice = app.voices.get(choices.voice)
+    transcript = app.recognition.words(utterance, voice.language if voice else None)
+    app.metrics.utterances.inc()
+    app.metrics.transcription.observe(transcript.seconds)
+    if not transcript.text:
+        yield from _refused(app, history, NO_WORDS, "no_speech")
+        return
+    yield from respond(app, transcript.text, history, choices, session, client, page_here, heard_at=utterance.ended_at)
+
+
+def _refused(app: ChatApp, history: History | None, message: str, reason: str) -> Iterator[ChatOutputs]:
+    log.info("Refused a spoken message (%s)", reason)
+    app.metrics.refusals.labels(reason).inc()
+    gr.Warning(message)
+    yield ChatView(gr.skip(), history or [], gr.skip(), gr.skip(), gr.skip(), gr.skip()).outputs()
