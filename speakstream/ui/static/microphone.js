@@ -58,6 +58,24 @@ function createSender({id, hear, heard}) {
   return sender;
 }
 
+// The audio thread's part: hands the page each FRAME of the microphone's samples (an
+// AudioWorklet, off the page's main thread; loaded from this function's source).
+function tapProcessor() {
+  class Tap extends AudioWorkletProcessor {
+    constructor() { super(); this.frame = new Float32Array(512); this.filled = 0; }
+    process(inputs) {
+      const channel = inputs[0] && inputs[0][0];
+      if (!channel) return true;
+      for (let i = 0; i < channel.length; i++) {
+        this.frame[this.filled++] = channel[i];
+        if (this.filled === this.frame.length) { this.port.postMessage(this.frame); this.frame = new Float32Array(512); this.filled = 0; }
+      }
+      return true;
+    }
+  }
+  registerProcessor('speakstream-tap', Tap);
+}
+
 function base64(int16) {
   const bytes = new Uint8Array(int16.buffer, int16.byteOffset, int16.byteLength);
   let text = '';
@@ -126,12 +144,17 @@ function mount(element, trigger, server) {
       return false;
     }
     note('capture');
-    mic.ctx = new AudioContext({sampleRate: RATE});
-    const source = mic.ctx.createMediaStreamSource(mic.stream);
-    const tap = mic.ctx.createScriptProcessor(FRAME, 1, 1);
-    tap.onaudioprocess = (event) => frame(new Float32Array(event.inputBuffer.getChannelData(0)));
-    source.connect(tap);
-    tap.connect(mic.ctx.destination);  // the processor runs only when connected; it writes silence
+    mic.ctx = new AudioContext({sampleRate: RATE});  // the browser resamples the microphone to 16 kHz
+    const code = new Blob([`(${tapProcessor})()`], {type: 'application/javascript'});
+    try {
+      await mic.ctx.audioWorklet.addModule(URL.createObjectURL(code));
+    } catch (error) {
+      stop(problemText(error));
+      return false;
+    }
+    const tap = new AudioWorkletNode(mic.ctx, 'speakstream-tap', {numberOfOutputs: 0});
+    tap.port.onmessage = (event) => frame(event.data);
+    mic.ctx.createMediaStreamSource(mic.stream).connect(tap);
     mic.sending = false;
     mic.before = [];
     return true;
