@@ -104,8 +104,8 @@ def start(app: ChatApp, **launch: Any) -> gr.Blocks:
 
 
 def download_models(settings: Settings) -> int:
-    """Fetch and cache the start-up model, the listed models and the voices, then return (for
-    image builds and offline prep); exits non-zero when any could not be fetched."""
+    """Fetch and cache the start-up model, the listed models, the voices and the speech recognizer,
+    then return (for image builds and offline prep); exits non-zero when any could not be fetched."""
     failures = 0
     for spec in dict.fromkeys([settings.llm, *settings.model_names]):
         try:
@@ -128,6 +128,8 @@ def download_models(settings: Settings) -> int:
             failures += 1
     ready = [voice.label for voice in voices.voices.values()] + [voices.label(name) for name in fetched]
     log.info("Voices ready: %s", ", ".join(ready) or "none")
+    transcriber = load_transcriber(settings, "cpu")  # faster-whisper keeps what it fetched in the hub's cache
+    failures += settings.asr_model != "off" and (transcriber is None or bool(transcriber.notice))
     return 1 if failures else 0
 
 

@@ -217,7 +217,9 @@ class Settings:
         "forgotten (each one holds its last outputs, so many new sessions cannot grow memory without end).",
     )
     download_models: bool = _opt(
-        False, "Download and cache every default model and voice, then exit (for image builds, offline prep)."
+        False,
+        "Download and cache every default model and voice and the speech recognizer, then exit (for image "
+        "builds, offline prep).",
     )
     log_level: str = _opt(
         "INFO",

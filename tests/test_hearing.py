@@ -4,6 +4,7 @@ states, the early recognition, and every kind of bad audio (order and state, no 
 from __future__ import annotations
 
 import io
+import threading
 from concurrent.futures import Future
 
 import numpy as np
@@ -141,6 +142,24 @@ def test_words_recognized_during_a_pause_the_user_spoke_on_after_are_not_used() 
     assert utterance.early is not None and recognize.asked[-1] == len(utterance.samples)
 
 
+def test_early_recognition_never_queues_up_behind_a_busy_recognizer() -> None:
+    from speakstream.hearing.recognition import Recognition
+
+    release = threading.Event()
+
+    class Slow:
+        def transcribe(self, samples: np.ndarray, language: str | None = None) -> Transcript:
+            release.wait(30)
+            return Transcript("", 0.0)
+
+    recognition = Recognition(Slow())  # type: ignore[arg-type]
+    first = recognition.soon(burst(0.5))
+    assert first is not None and recognition.soon(burst(0.5)) is None  # busy: nothing waits in line
+    release.set()
+    first.result(30)
+    assert recognition.soon(burst(0.5)) is not None
+
+
 def test_push_to_talk_ends_the_turn_when_the_user_says_so() -> None:
     listener = Listener(Loudness(), RULES)
     pieces(listener, burst(0.5))
@@ -193,10 +212,10 @@ def test_bad_audio_is_refused_with_a_message_saying_what_to_do(data: bytes, reas
 
 
 def test_the_pages_pieces_must_be_16_bit_pcm_in_base64() -> None:
-    assert len(decode_pcm("AAABAA==", AudioLimits())) == 2
-    for bad in ("not base64!", "AAAA"):  # not base64; 3 bytes
+    assert len(decode_pcm("AAABAA==")) == 2
+    for bad in ("not base64!", "AAAA", "A" * 4 * 60 * RATE):  # not base64; 3 bytes; a minute at once
         with pytest.raises(BadAudio):
-            decode_pcm(bad, AudioLimits())
+            decode_pcm(bad)
 
 
 def espeak(text: str, tmp_path) -> np.ndarray:

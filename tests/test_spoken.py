@@ -202,3 +202,14 @@ def test_a_malformed_piece_gets_an_error_answer_and_breaks_nothing(piece: object
     handlers = app(ScriptedRecognizer())
     assert hear(handlers, piece)["state"] == "error"
     assert hear(handlers, {"id": "page", "pcm": pcm_pieces(np.zeros(1600, np.float32))[0]})["state"] == "quiet"
+
+
+def test_picking_a_voice_in_another_language_says_an_english_only_recognizer_hears_english() -> None:
+    from speakstream.ui.loading import load_voice
+
+    english, german = SilentVoice(), SilentVoice(key="german")
+    german.language = "de"
+    voices = VoiceSet({english.key: english, german.key: german}, english.key)
+    handlers = assemble(ScriptedModel(ANSWER), voices, Settings(), transcriber=ScriptedRecognizer())
+    assert list(load_voice(handlers, "german")) == ["Spoken messages are heard in English only (scripted)."]
+    assert list(load_voice(handlers, english.key)) == [""]

@@ -31,7 +31,7 @@ MEMORY_LOAD = (
 )
 
 
-LONG_SECTIONS = ("load", "sizes")  # run only when named
+LONG_SECTIONS = ("load", "sizes", "voice")  # run only when named
 
 
 def isa_env(isa: str) -> dict[str, str]:
@@ -120,6 +120,10 @@ def run(args: argparse.Namespace) -> None:
             from speakstream.bench.sizes import bench_sizes
 
             bench_sizes(settings)
+        elif name == "voice":
+            from speakstream.bench.voice_input import bench_voice
+
+            bench_voice(settings, args.prompts, args.limit)
         elif name == "load":
             from speakstream.bench.load import bench_load
 

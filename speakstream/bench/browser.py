@@ -22,19 +22,19 @@ from speakstream.local_app import CHROMIUM_ARGS, chromium_path, free_port, start
 from speakstream.settings import Settings
 
 
-def _probe(name: str) -> str:
+def probe_script(name: str) -> str:
     """A script the bench runs in the page (``speakstream/bench/probes``)."""
     return resources.files("speakstream.bench").joinpath("probes", name).read_text(encoding="utf-8")
 
 
-PROBE_JS = _probe("probe.js")
-STALLS_JS = _probe("stalls.js")
-TRANSPORT_JS = _probe("transport.js")
-STOP_JS = _probe("stop_to_silence.js")
-PLAYED_JS = _probe("played.js")
-REPLIED_JS = _probe("replied.js")
-HEARD_JS = _probe("heard.js")
-MEASURED_JS = _probe("measured.js")
+PROBE_JS = probe_script("probe.js")
+STALLS_JS = probe_script("stalls.js")
+TRANSPORT_JS = probe_script("transport.js")
+STOP_JS = probe_script("stop_to_silence.js")
+PLAYED_JS = probe_script("played.js")
+REPLIED_JS = probe_script("replied.js")
+HEARD_JS = probe_script("heard.js")
+MEASURED_JS = probe_script("measured.js")
 
 # Chromium's main-thread counters (seconds): all tasks, and of those script, style and layout.
 MAIN_THREAD_COUNTERS = ("TaskDuration", "ScriptDuration", "RecalcStyleDuration", "LayoutDuration")

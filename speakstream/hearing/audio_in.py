@@ -21,6 +21,9 @@ LOWEST_RATE, HIGHEST_RATE = 8_000, 96_000
 # A sample at full scale, and the share of them that makes a recording clipped.
 FULL_SCALE = 0.999
 CLIPPED_SHARE = 0.01
+# The longest piece of a recording the page sends at once (it sends a few hundredths of a second
+# at a time, more only while the server is slow to answer).
+MAX_PIECE_SECONDS = 5.0
 # The loudest sample of a recording with nothing in it (the noise of an idle microphone is louder).
 SILENT_PEAK = 1e-3
 
@@ -76,10 +79,10 @@ def decode_wav(data: bytes, limits: AudioLimits) -> np.ndarray:
     return to_rate(mono, rate)
 
 
-def decode_pcm(text: str, limits: AudioLimits) -> np.ndarray:
+def decode_pcm(text: str) -> np.ndarray:
     """The page's piece of a recording: 16 kHz 16-bit little-endian PCM in base64, as float32."""
-    if len(text) > limits.max_bytes:
-        raise too_long(limits)
+    if len(text) > MAX_PIECE_SECONDS * RATE * 2 * 4 / 3 + 4:
+        raise BadAudio("That piece of audio is too long: send at most a few seconds at a time.", "too_long")
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError, TypeError):

@@ -32,7 +32,7 @@ EARLY_AFTER_SECONDS = 0.2
 # (each holds at most one utterance, up to its length limit).
 MOST_LISTENERS = 64
 
-Recognize = Callable[[np.ndarray], "Future[Transcript]"]
+Recognize = Callable[[np.ndarray], "Future[Transcript] | None"]
 
 
 @dataclass
@@ -91,7 +91,8 @@ class Listener:
             return
         so_far = self.turn.utterance_before_pause()
         if self.early is None or self.early[0] != len(so_far):
-            self.early = (len(so_far), self.recognize(so_far))
+            started = self.recognize(so_far)
+            self.early = (len(so_far), started) if started is not None else None
 
     def _restart(self) -> None:
         self.turn = Turn(self.vad.stream(), self.rules)

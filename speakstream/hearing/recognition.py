@@ -3,6 +3,7 @@ on an utterance while its speaker pauses (the answer uses those words when the p
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -18,10 +19,17 @@ class Recognition:
         self.transcriber = transcriber
         # One at a time: the recognizer runs one request at a time anyway
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="early-recognition")
+        self.pending: Future[Transcript] | None = None
+        self.lock = threading.Lock()
 
-    def soon(self, samples: np.ndarray) -> Future[Transcript]:
-        """Start recognizing ``samples`` (in the recognizer's default language)."""
-        return self.worker.submit(self.transcriber.transcribe, samples)
+    def soon(self, samples: np.ndarray) -> Future[Transcript] | None:
+        """Start recognizing ``samples`` (in the recognizer's default language); None when the
+        worker is still busy with another (it never queues up: the answer then recognizes anew)."""
+        with self.lock:
+            if self.pending is not None and not self.pending.done():
+                return None
+            self.pending = self.worker.submit(self.transcriber.transcribe, samples)
+            return self.pending
 
     def words(self, utterance: Utterance, language: str | None = None) -> Transcript:
         """The utterance's words in ``language`` where the recognizer knows it: those recognized

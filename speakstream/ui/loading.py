@@ -21,10 +21,18 @@ log = logging.getLogger(__name__)
 LOADING_TICK_SECONDS = 1.0
 
 
+def hearing_note(app: ChatApp, key: str) -> str:
+    """What the user should know about speaking to a voice in another language (empty: nothing)."""
+    if app.recognition is None or app.recognition.transcriber.multilingual or app.voices.language(key) == "en":
+        return ""
+    return f" Spoken messages are heard in English only ({app.recognition.transcriber.label})."
+
+
 def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
-    """The line under the voice picker while a picked voice loads: the seconds so far, then ready or why not."""
+    """The line under the voice picker while a picked voice loads: the seconds so far, then ready or
+    why not, and what recognizing speech in its language can do."""
     if not key or app.voices.loaded(key):
-        yield ""
+        yield hearing_note(app, key).strip() if key else ""
         return
     loading, started = app.voices.request(key), time.monotonic()
     while not loading.done():
@@ -34,7 +42,7 @@ def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
         gr.Warning(f"{app.voices.label(key)}: {loading.exception()}")
         yield f"Not loaded: {loading.exception()}"
     else:
-        yield f"{app.voices.label(key)} is ready."
+        yield f"{app.voices.label(key)} is ready.{hearing_note(app, key)}"
 
 
 def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:

@@ -42,7 +42,7 @@ def hear(app: ChatApp, piece: Any, client: str = "local") -> dict[str, str]:
         return {"state": "error", "message": "That is not audio SpeakStream can read."}
     limits = AudioLimits(app.settings.max_utterance_seconds)
     try:
-        samples = decode_pcm(piece["pcm"], limits)
+        samples = decode_pcm(piece["pcm"])
     except BadAudio as problem:
         return {"state": "error", "message": str(problem)}
     if piece.get("first") and (wait := app.limits.waiting(client)):

@@ -65,6 +65,11 @@ class VoiceSet:
         voice = self.voices.get(key)
         return voice.label if voice else describe(key)[0]
 
+    def language(self, key: str) -> str:
+        """The language voice ``key`` speaks (two letters)."""
+        voice = self.voices.get(key)
+        return voice.language if voice else describe(key)[1]
+
     @property
     def choices(self) -> list[tuple[str, str]]:
         """(label, key) of every voice users may pick: the loaded ones, then the offered ones."""
