@@ -37,6 +37,7 @@ from speakstream.settings import Settings
 
 SPOKEN_JS = probe_script("spoken.js")
 MICROPHONE_JS = probe_script("microphone.js")
+MEDIA_PLAYING_JS = probe_script("media_playing.js")
 # espeak-ng's speakers for the second half of the prompts: (voice, words a minute)
 ESPEAK = [("en-us", 175), ("en-us", 140), ("en-us", 210), ("en-gb", 170), ("en-us+f3", 160)]
 STORY = "Tell me a long story about a dragon and a knight."
@@ -237,14 +238,13 @@ def _false_barge_in(playwright, url: str, room: Path, prompt: str) -> int:
 
 
 def _idle_tabs(playwright, url: str, room: Path, server) -> dict[str, float]:
-    """The server's CPU (% of one core) while :data:`IDLE_TABS` tabs are open, then listening."""
-    browser = _browser(playwright, room)
-    pages = []
+    """The server's CPU (% of one core) while :data:`IDLE_TABS` tabs are open, then listening to
+    ``room``. Each tab in a browser of its own: Chromium's file-backed fake microphone serves one
+    page at a time."""
+    browsers, pages = [], []
     for _ in range(IDLE_TABS):
-        page = browser.new_context().new_page()  # each in a window of its own: none is a background tab
-        page.goto(url)
-        page.get_by_label("Message", exact=True).wait_for()
-        page.evaluate(MICROPHONE_JS)
+        browser, page = _open(playwright, url, room)
+        browsers.append(browser)
         pages.append(page)
 
     def busy() -> float:
@@ -259,9 +259,14 @@ def _idle_tabs(playwright, url: str, room: Path, server) -> dict[str, float]:
             _listen(page)
         listening = busy()
         states = {page.evaluate("window.__mic.state()") for page in pages}
+        sent = sum(page.evaluate("window.__mic.count('send')") for page in pages)
     finally:
-        browser.close()
-    print(f"  {IDLE_TABS} tabs: server CPU {opened:.1f}% open, {listening:.1f}% listening (states {states})")
+        for browser in browsers:
+            browser.close()
+    print(
+        f"  {IDLE_TABS} tabs: server CPU {opened:.1f}% open, {listening:.1f}% listening "
+        f"(microphones {', '.join(sorted(states))}; audio sent {sent} times)"
+    )
     return {"open": opened, "listening": listening}
 
 
@@ -292,6 +297,7 @@ def _baseline(settings: Settings, files: list[tuple[Path, Said]]) -> list[float]
                 browser = _browser(playwright, path)
                 try:
                     page = browser.new_page()
+                    page.add_init_script(MEDIA_PLAYING_JS)
                     page.goto(url)
                     record = page.locator("#recorder").get_by_role("button", name="Record")
                     record.click()
@@ -300,9 +306,8 @@ def _baseline(settings: Settings, files: list[tuple[Path, Said]]) -> list[float]
                     page.wait_for_timeout(said.end * 1000 + STOP_AFTER_MS)
                     page.locator("#recorder").get_by_role("button", name="Stop").click()
                     stopped = page.evaluate("performance.now()")
-                    page.evaluate(MICROPHONE_JS)
-                    page.wait_for_function("window.__mic.answerPlaying()", polling=5, timeout=180_000)
-                    sound = page.evaluate("performance.now()")
+                    page.wait_for_function("window.__mediaPlaying !== null", timeout=180_000)
+                    sound = page.evaluate("window.__mediaPlaying")
                 finally:
                     browser.close()
                 results.append(sound - stopped + STOP_AFTER_MS)

@@ -10,7 +10,5 @@
     silent: () => window.speakstreamPlayer.level() === 0,
     played: () => window.speakstreamPlayer.done && window.speakstreamPlayer.sources.length === 0,
     playedOrInterrupted: () => mic.played() || mic.at('barge-in') !== null,
-    // The baseline page's autoplaying reply has begun to sound.
-    answerPlaying: () => { const audio = document.querySelector('#answer audio'); return !!audio && audio.currentTime > 0; },
   };
 }
