@@ -233,3 +233,15 @@ def test_silero_hears_speech_in_speech_and_none_in_noise_or_tones(tmp_path) -> N
     assert holds_speech(vad.stream(), espeak("What is the capital of France?", tmp_path), rules)
     assert not holds_speech(vad.stream(), noise, rules)
     assert not holds_speech(vad.stream(), burst(2.0), rules)
+
+
+def test_the_transcript_follows_the_voices_language_where_the_recognizer_knows_it() -> None:
+    from types import SimpleNamespace
+
+    from speakstream.hearing.transcriber import Transcriber
+
+    recognizer = Transcriber("small")
+    recognizer.model = SimpleNamespace(model=SimpleNamespace(is_multilingual=True), supported_languages=["en", "de"])
+    assert recognizer.language_for("de") == "de" and recognizer.language_for("xx") is None  # None: it detects
+    recognizer.model.model.is_multilingual = False  # an English-only model hears English whatever the voice
+    assert recognizer.language_for("de") == "en"
