@@ -26,20 +26,20 @@ def question_wav(tmp_path_factory: pytest.TempPathFactory, piper_voice) -> Path:
     return path
 
 
-@pytest.fixture
-def talking_page(question_wav: Path, app_server: str) -> Iterator:
-    """A tab whose microphone says the question (from the moment the page asks for it)."""
-    from playwright.sync_api import sync_playwright
+def launch(browser, flags: list[str]):
+    """Another Chromium with ``flags``, through the suite's own Playwright (one per process)."""
+    return browser.browser_type.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS + flags)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium_path(), args=CHROMIUM_ARGS + fake_microphone(question_wav)
-        )
-        page = browser.new_page(extra_http_headers={"X-Forwarded-For": "10.9.0.1"})
-        page.goto(app_server)
-        page.get_by_label("Message", exact=True).wait_for()
-        yield page
-        browser.close()
+
+@pytest.fixture
+def talking_page(question_wav: Path, app_server: str, browser) -> Iterator:
+    """A tab whose microphone says the question (from the moment the page asks for it)."""
+    talking = launch(browser, fake_microphone(question_wav))
+    page = talking.new_page(extra_http_headers={"X-Forwarded-For": "10.9.0.1"})
+    page.goto(app_server)
+    page.get_by_label("Message", exact=True).wait_for()
+    yield page
+    talking.close()
 
 
 def user_turns(page) -> list[str]:
@@ -93,18 +93,15 @@ def test_speaking_while_a_reply_plays_silences_it_and_the_question_is_answered(t
     ids=["permission denied", "no microphone"],
 )
 def test_a_microphone_that_cannot_be_used_gets_one_line_saying_what_to_do(
-    app_server: str, flags: list[str], line: str
+    app_server: str, browser, flags: list[str], line: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS + flags)
-        page = browser.new_page()
-        page.goto(app_server)
-        page.get_by_role("button", name="Talk: speak a message").click()
-        page.wait_for_function(
-            f"() => {MIC}.state === 'off' && {MIC}.log.length === 0 && "
-            "document.querySelector('#microphone .status').textContent.length > 0"
-        )
-        assert page.locator("#microphone .status").inner_text() == line
-        browser.close()
+    refusing = launch(browser, flags)
+    page = refusing.new_page()
+    page.goto(app_server)
+    page.get_by_role("button", name="Talk: speak a message").click()
+    page.wait_for_function(
+        f"() => {MIC}.state === 'off' && {MIC}.log.length === 0 && "
+        "document.querySelector('#microphone .status').textContent.length > 0"
+    )
+    assert page.locator("#microphone .status").inner_text() == line
+    refusing.close()
