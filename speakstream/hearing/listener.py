@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from speakstream.hearing.speech_activity import SileroVad
+from speakstream.hearing.speech_activity import FRAME, SileroVad
 from speakstream.hearing.transcriber import Transcript
 from speakstream.hearing.turns import FRAME_SECONDS, Turn, TurnRules
 
@@ -89,10 +89,10 @@ class Listener:
         paused = self.turn.run >= self.rules.frames(EARLY_AFTER_SECONDS)
         if not (paused and self.recognize):
             return
-        so_far = self.turn.utterance_before_pause()
-        if self.early is None or self.early[0] != len(so_far):
-            started = self.recognize(so_far)
-            self.early = (len(so_far), started) if started is not None else None
+        length = (len(self.turn.frames) - self.turn.run) * FRAME  # the words so far, before joining them
+        if self.early is None or self.early[0] != length:
+            started = self.recognize(self.turn.utterance_before_pause())
+            self.early = (length, started) if started is not None else None
 
     def _restart(self) -> None:
         self.turn = Turn(self.vad.stream(), self.rules)
@@ -132,11 +132,6 @@ class Listeners:
         with self._lock:
             listener = self._listeners.get(session)
         return listener.take() if listener else None
-
-    def forget(self, session: str) -> None:
-        """The page is gone: its audio goes with it."""
-        with self._lock:
-            self._listeners.pop(session, None)
 
     def __len__(self) -> int:
         return len(self._listeners)

@@ -30,7 +30,7 @@ function createGate({ratio = GATE_RATIO, minimum = GATE_MINIMUM} = {}) {
 // Sends pieces in order, one request at a time: what arrives while one is on its way goes with
 // the next. `hear(piece)` is the server's function; `heard(answer)` gets each answer.
 function createSender({id, hear, heard}) {
-  const sender = {pending: [], busy: false, first: true, last: false, sent: 0};
+  const sender = {pending: [], busy: false, first: true, last: false};
   function join(chunks) {
     const total = chunks.reduce((n, c) => n + c.length, 0);
     const all = new Int16Array(total);
@@ -45,7 +45,6 @@ function createSender({id, hear, heard}) {
     const piece = {id, pcm: base64(samples), first: sender.first, last: sender.last};
     sender.first = false;
     sender.last = false;
-    sender.sent += 1;
     let answer;
     try { answer = await hear(piece); } catch (error) { answer = {state: 'error', message: 'The server did not answer: try again.'}; }
     sender.busy = false;
