@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from speakstream.audio.level import KNEE, MOST_GAIN, SPEECH_LEVEL, gain_for, speech_level, with_gain
 from speakstream.audio.segments import FADE_SECONDS, from_first_sound, resample, with_fades
 from speakstream.pipeline.timeline import Timeline
 
@@ -14,6 +15,39 @@ RATE = 22050
 def tone(seconds: float, rate: int, hz: float = 440.0) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (np.sin(2 * np.pi * hz * t) * 16000).astype(np.int16)
+
+
+def phrase(amplitude: float, pause_seconds: float = 0.0) -> np.ndarray:
+    """Two "words" of a tone at ``amplitude`` (full scale 1), ``pause_seconds`` of silence between."""
+    word = tone(0.3, RATE).astype(np.float64) / 16000 * amplitude * 32767
+    return np.concatenate([word, np.zeros(int(pause_seconds * RATE)), word]).astype(np.int16)
+
+
+@pytest.mark.parametrize("amplitude", [0.05, 0.2, 0.6])
+def test_quiet_and_loud_speech_is_brought_to_one_level_and_pauses_do_not_count(amplitude: float) -> None:
+    for pause in (0.0, 1.0):
+        samples = phrase(amplitude, pause)
+        assert speech_level(with_gain(samples, gain_for(samples, RATE)), RATE) == pytest.approx(SPEECH_LEVEL, rel=0.01)
+
+
+def test_peaks_lifted_past_full_scale_are_rounded_off_below_it_in_order_and_the_rest_is_untouched() -> None:
+    spiky = phrase(0.05)
+    spiky[100:103] = [9000, 16000, 30000]
+    gain = gain_for(spiky, RATE)
+    leveled = with_gain(spiky, gain).astype(np.int32)
+    assert 32000 < leveled[102] <= 32767 and leveled[100] < leveled[101] < leveled[102]
+    calm = np.abs(spiky.astype(np.float64) * gain) < KNEE * 32768
+    assert np.abs(leveled[calm] - spiky[calm] * gain).max() <= 1
+
+
+def test_a_faint_sound_is_raised_only_so_far() -> None:
+    assert gain_for(phrase(0.012), RATE) == MOST_GAIN
+
+
+def test_silence_stays_silent() -> None:
+    for samples in (np.zeros(RATE, dtype=np.int16), np.full(RATE, 200, dtype=np.int16), np.zeros(0, dtype=np.int16)):
+        assert gain_for(samples, RATE) == 1.0
+        assert with_gain(samples, 1.0) is samples
 
 
 def test_resampling_keeps_the_duration_and_the_pitch() -> None:

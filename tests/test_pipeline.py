@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from speakstream.audio.level import SPEECH_LEVEL
 from speakstream.audio.segments import FADE_SECONDS
 from speakstream.pipeline import reply as reply_module
 from speakstream.pipeline.reply import ReplyUpdate
@@ -168,6 +169,28 @@ def test_a_voice_that_can_hands_out_the_start_of_the_first_chunk_before_the_rest
     fade = int(pipeline.sample_rate * FADE_SECONDS)
     assert chunk[0] == 0 and chunk[-1] < chunk[fade]  # faded in and out at the chunk's ends
     assert (chunk[fade:-fade] == chunk[fade]).all()  # and nowhere in between
+
+
+class SwellingVoice(SilentVoice):
+    """Hands out the start of the first chunk quietly (an even tone) and the rest four times louder."""
+
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
+    ) -> np.ndarray:
+        swelling = None if lead is None else (lambda start: lead(np.full_like(start, 0.05)))
+        return np.full_like(super()._synthesize(text, length_scale, swelling), 0.2)
+
+
+def test_every_chunk_is_spoken_at_one_level_and_the_rest_of_a_chunk_keeps_the_gain_of_its_start() -> None:
+    """The level is set where a chunk starts (its start may be out before the rest is made), so
+    a chunk's own rise and fall stay; chunk after chunk starts at the same level."""
+    pipeline = pipeline_for(ScriptedModel(STORY), SwellingVoice(lead_seconds=0.2))
+    start, rest, *later = [update.audio for update in reply(pipeline) if update.audio is not None]
+    fade = int(pipeline.sample_rate * FADE_SECONDS)
+    level = start[fade]
+    assert level == pytest.approx(SPEECH_LEVEL * 32767, rel=0.01)
+    assert rest[fade] == pytest.approx(4 * level, rel=0.01)
+    assert later and all(chunk[fade] == level for chunk in later)
 
 
 def test_the_first_sound_of_a_reply_is_not_delayed_by_the_silence_before_it_and_later_pauses_stay() -> None:

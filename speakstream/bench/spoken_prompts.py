@@ -14,6 +14,8 @@ import numpy as np
 import soundfile
 import soxr
 
+from speakstream.audio.level import gain_for, with_gain
+
 FILE_RATE = 48_000  # what Chromium's fake capture device runs at
 SPEECH_LEVEL = 1e-3  # where a spoken prompt's sound starts and ends
 
@@ -28,8 +30,9 @@ class Said:
 
 
 def piper_speech(voice, text: str) -> np.ndarray:
-    """``text`` said by a loaded Piper voice, at :data:`FILE_RATE`."""
-    samples = voice.synthesize(text).astype(np.float32) / 32768
+    """``text`` said by a loaded Piper voice at the level its replies have, at :data:`FILE_RATE`."""
+    samples = voice.synthesize(text)
+    samples = with_gain(samples, gain_for(samples, voice.sample_rate)).astype(np.float32) / 32768
     return soxr.resample(samples, voice.sample_rate, FILE_RATE).astype(np.float32)
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from speakstream.audio.level import gain_for, with_gain
 from speakstream.audio.segments import from_first_sound, resample, with_fades
 from speakstream.llm.model import ChatModel, Message, ReplyGate, Sampling
 from speakstream.pipeline.pacing import Pacer
@@ -342,16 +343,20 @@ class ReplyPipeline:
         cleaner = SpeechCleaner(voice.language)
         first = True  # the reply's first sound is still to come
         begun = False  # the chunk being spoken has handed out its start already
+        gain = 1.0  # the level of the chunk being spoken, set by its first piece
 
         def hand_out(samples: np.ndarray, shown: str, end: bool, chars: int = 0, took: float = 0.0) -> None:
             """Queue a piece of a chunk's speech (the whole of it made when ``end``, from ``chars``
-            characters in ``took`` seconds); fades only where the chunk starts and ends."""
-            nonlocal first, begun
+            characters in ``took`` seconds); one level for all of it, fades only where it starts and ends."""
+            nonlocal first, begun, gain
             start, begun = not begun, not end
             if stop.is_set():
                 return
             if samples.size:
                 samples = resample(samples, voice.sample_rate, self.sample_rate)
+                if start:
+                    gain = gain_for(samples, self.sample_rate)
+                samples = with_gain(samples, gain)
                 if first:  # the reply's first sound comes as soon as it can
                     samples, first = from_first_sound(samples, self.sample_rate), False
                 samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)

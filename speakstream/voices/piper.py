@@ -27,11 +27,10 @@ HUB_REPO = "rhasspy/piper-voices"
 NAME = re.compile(
     r"^(?P<language>[a-z]{2,3})_(?P<region>[A-Z]{2})-(?P<speaker>[a-z0-9_]+)-(?P<quality>x_low|low|medium|high)$"
 )
-# Piper peak-normalises each sentence by default, which makes loudness jump between chunks. Each
-# voice instead gets one fixed gain, set when it loads from how loud it reads a test sentence.
-CALIBRATION = "Hello! This sentence sets how loud the voice is."
-TARGET_PEAK = 0.9
-MAX_GAIN = 4.0
+# Spoken once at load: a broken model fails there, not in a reply, and the first reply does not
+# pay for the session's first run. (Loudness is the reply's to set: Piper's own per-sentence
+# normalising stays off.)
+WARM_UP = "Hello! This sentence checks the voice."
 LANGUAGES = {
     "en_US": "English, US",
     "en_GB": "English, UK",
@@ -107,7 +106,6 @@ class PiperVoice(Voice):
         self.threads = threads
         self.most_threads = max(threads, most_threads)
         self.sample_rate = 0
-        self.gain = 1.0
         self._model: Path | None = None
         self._config: Any = None
         self._config_class = None
@@ -129,12 +127,11 @@ class PiperVoice(Voice):
             self._engines[self.threads] = self._new_engine(self.threads)
             self._config_class = SynthesisConfig
             self.sample_rate = int(self._config.sample_rate)
-            peak = float(np.max(np.abs(self._synthesize(CALIBRATION, 1.0)), initial=0.0))
+            self._synthesize(WARM_UP, 1.0)
         except Exception as error:  # a broken file fails in onnxruntime's own error types; details to the log
             log.warning("Could not load the Piper voice %s: %s", self.name, error)
             raise VoiceLoadError(f"could not load the Piper voice {self.name}: {error.__class__.__name__}") from error
-        self.gain = min(MAX_GAIN, TARGET_PEAK / peak) if peak > 0 else 1.0
-        log.info("Voice %s loaded (%d Hz, gain %.2f)", self.label, self.sample_rate, self.gain)
+        log.info("Voice %s loaded (%d Hz)", self.label, self.sample_rate)
         return self
 
     def _new_engine(self, threads: int) -> Any:
@@ -177,8 +174,6 @@ class PiperVoice(Voice):
     ) -> np.ndarray:
         """All of a chunk at once (``lead`` unused): Piper's model makes a sentence's samples in one pass."""
         engine = self._engine(threads)
-        config = self._config_class(
-            length_scale=length_scale * engine.config.length_scale, normalize_audio=False, volume=self.gain
-        )
+        config = self._config_class(length_scale=length_scale * engine.config.length_scale, normalize_audio=False)
         parts = [chunk.audio_float_array for chunk in engine.synthesize(text, syn_config=config)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
