@@ -2,7 +2,8 @@
 
 Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
 place; first audio and decoding speed; models loaded; sessions kept; voices waiting for a core;
-spoken messages, their recognition time, and end of speech to first audio.
+spoken messages, their recognition time, and end of speech to first audio; the voice cache's
+hits, misses and bytes.
 Never any text of a conversation.
 Each app has a registry of its own (tests run several apps in one process).
 """
@@ -77,6 +78,15 @@ class Metrics:
         )
         self.listening = Gauge(
             "speakstream_listening_pages", "Pages whose spoken turn the server keeps", registry=self.registry
+        )
+        self.voice_cache_hits = Counter(
+            "speakstream_voice_cache_hits", "Chunks spoken from speech kept from before", registry=self.registry
+        )
+        self.voice_cache_misses = Counter(
+            "speakstream_voice_cache_misses", "Chunks the voice had to synthesize", registry=self.registry
+        )
+        self.voice_cache_bytes = Gauge(
+            "speakstream_voice_cache_bytes", "Memory held by the kept speech", registry=self.registry
         )
         for reason in REFUSALS + AUDIO_REFUSALS:
             self.refusals.labels(reason)

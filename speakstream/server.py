@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,7 +29,9 @@ from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget, machine_cores
 from speakstream.ui.handlers import ChatApp
 from speakstream.ui.page import build_ui
+from speakstream.ui.speech_api import serve_speech_api
 from speakstream.voices import VoiceLoadError, VoiceSet, load_voices
+from speakstream.voices.cache import SpeechCache
 from speakstream.voices.piper import hub_files
 
 log = logging.getLogger("speakstream")
@@ -61,6 +64,8 @@ def assemble(
     cores = CoreBudget(machine_cores(), settings.threads, settings.share_cores)
     metrics = Metrics()
     metrics.voices_waiting.set_function(lambda: cores.voices_waiting)
+    speech = SpeechCache(int(settings.voice_cache_mb * 1_000_000), metrics)
+    metrics.voice_cache_bytes.set_function(lambda: speech.bytes)
     recognition = listeners = None
     if transcriber is not None:
         recognition = Recognition(transcriber)
@@ -68,7 +73,7 @@ def assemble(
         listeners = Listeners(SileroVad(), rules, recognition.soon)
         metrics.listening.set_function(lambda: len(listeners))
     return ChatApp(
-        pipeline=ReplyPipeline(settings, voices, word_filter, cores),
+        pipeline=ReplyPipeline(settings, voices, speech, word_filter, cores),
         models=ModelPool(settings, model, load),
         voices=voices,
         word_filter=word_filter,
@@ -100,6 +105,8 @@ def start(app: ChatApp, **launch: Any) -> gr.Blocks:
     demo = build_ui(app)
     demo.launch(prevent_thread_lock=True, state_session_capacity=app.settings.max_sessions, **launch)
     serve_metrics(demo.app, app.metrics)
+    if app.settings.speech_api:
+        serve_speech_api(demo.app, app)
     return demo
 
 
@@ -165,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings.port + 1,
         )
         return 1
+    threading.Thread(target=app.pipeline.keep_common_speech, name="speakstream-voice-cache", daemon=True).start()
     if settings.share and not demo.share_url:
         log.warning("No public link could be created (no internet?); still serving on %s", demo.local_url)
     demo.block_thread()  # until Ctrl+C

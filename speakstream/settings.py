@@ -151,6 +151,24 @@ class Settings:
         "rhasspy/piper-voices collection on the Hugging Face hub, fetched on first use).",
     )
     max_loaded_voices: int = _opt(3, "Most picked Piper voices kept loaded at once (the start-up voices always stay).")
+    voice_cache_mb: float = _opt(
+        64.0,
+        "Memory for speech already made, kept so the same words in the same voice are synthesized once "
+        "(0: none; about 2.6 MB a minute of speech at 22 kHz).",
+    )
+    tts_endpoint: str = _opt(
+        "",
+        "Address of an OpenAI-compatible speech server (/v1/audio/speech: Kokoro-FastAPI, speaches, LocalAI, or "
+        "another SpeakStream with --speech-api) whose voices speak the replies, e.g. http://127.0.0.1:8880 "
+        "(empty: none). Its voices come first in the picker; the voices here stay as a fallback.",
+    )
+    tts_endpoint_voice: str = _opt("", "The voice to ask --tts-endpoint for by default (empty: the first it lists).")
+    tts_endpoint_key: str = _opt(
+        "",
+        "API key for --tts-endpoint; set it in the environment (SPEAKSTREAM_TTS_ENDPOINT_KEY), not as a flag.",
+        secret=True,
+    )
+    tts_endpoint_timeout: float = _opt(15.0, "Seconds to wait for --tts-endpoint to start or go on with a chunk.")
     tts_model: str = _opt(
         DEFAULT_TTS_MODEL,
         "Coqui TTS model: a model name (downloaded and cached by Coqui on first use) or a local folder "
@@ -216,6 +234,17 @@ class Settings:
         "Browser and API sessions whose state the server keeps; beyond that the least recently used is "
         "forgotten (each one holds its last outputs, so many new sessions cannot grow memory without end).",
     )
+    speech_api: bool = _opt(
+        False,
+        "Also serve this server's voices on OpenAI's speech API (/v1/audio/speech, /v1/audio/voices, "
+        "/v1/models) for other servers and any OpenAI client, with the chat's limits.",
+    )
+    speech_api_key: str = _opt(
+        "",
+        "Key that clients of --speech-api must send (Authorization: Bearer ...); set it in the environment "
+        "(SPEAKSTREAM_SPEECH_API_KEY). Empty: none needed.",
+        secret=True,
+    )
     download_models: bool = _opt(
         False,
         "Download and cache every default model and voice and the speech recognizer, then exit (for image "
@@ -258,9 +287,11 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     **{control.name: (control.low, control.high) for control in NUMBERS},
     "max_model_size_gb": (0.01, None),
     "llm_endpoint_timeout": (0.1, None),
+    "tts_endpoint_timeout": (0.1, None),
     "llm_endpoint_context": (64, None),
     "max_loaded_models": (1, None),
     "max_loaded_voices": (1, None),
+    "voice_cache_mb": (0, None),
     "prompt_cache_tokens": (0, None),
     "torch_threads": (0, 256),
     "chunk_min_chars": (1, None),
@@ -318,6 +349,8 @@ def problems(settings: Settings, sources: Mapping[str, str] | None = None) -> li
         found.append(f"{setting_name('weights')}={settings.weights} needs --cpu-kernels torch (onnx runs int8)")
     if settings.llm_endpoint and not settings.llm_endpoint.startswith(("http://", "https://")):
         found.append(f"--llm-endpoint must be an http:// or https:// address (got {settings.llm_endpoint!r})")
+    if settings.tts_endpoint and not settings.tts_endpoint.startswith(("http://", "https://")):
+        found.append(f"--tts-endpoint must be an http:// or https:// address (got {settings.tts_endpoint!r})")
     if settings.voice not in ("auto", "glow-tts", "piper", *settings.voice_names):
         found.append(f"--voice must be auto, glow-tts, piper or one of --voices (got {settings.voice!r})")
     if not settings.llm.strip():
@@ -356,15 +389,14 @@ FLAGS: dict[str, tuple[str, ...]] = {
         "model_choices",
         "allow_custom_models",
         "llm_endpoint",
-        "llm_endpoint_model",
         "device",
         "cpu_kernels",
     ),
     "the reply": ("system_prompt", "temperature", "top_p", "repetition_penalty", "max_new_tokens"),
-    "the voice": ("voice", "voices", "speaking_rate", "text_only"),
+    "the voice": ("voice", "voices", "speaking_rate", "text_only", "tts_endpoint"),
     "voice input": ("asr_model",),
     "sharing it safely": ("max_input_chars", "rate_limit", "blocked_words", "proxy_hops"),
-    "serving": ("host", "port", "share", "concurrency_limit", "download_models"),
+    "serving": ("host", "port", "share", "speech_api", "download_models"),
 }
 # The knobs the benchmarks turn to measure a "before" against an "after" (environment only).
 BENCH_KNOBS = (

@@ -25,7 +25,7 @@ from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.voices import VoiceSet
 
-from support import WAIT_SECONDS, free_port, wait_until
+from support import WAIT_SECONDS, answers_models, free_port, wait_until
 
 SAMPLING = Sampling(temperature=0.2, top_p=0.9, repetition_penalty=1.15, max_new_tokens=64)
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -186,21 +186,12 @@ def transformers_serve(model: LanguageModel, settings: Settings, tmp_path_factor
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        ready = wait_until(lambda: _answers(url) or process.poll() is not None, timeout=180)
+        ready = wait_until(lambda: answers_models(url) or process.poll() is not None, timeout=180)
         assert ready and process.poll() is None, Path(log.name).read_text()[-3000:]
         yield url, folder
     finally:
         process.terminate()
         process.wait(WAIT_SECONDS)
-
-
-def _answers(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/v1/models", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from speakstream.text.chunker import TextChunker, rules_from_settings
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
 from speakstream.voices import VoiceSet
+from speakstream.voices.cache import SpeechCache
 
 from fakes import ASK, Events, ScriptedModel, SilentVoice, pipeline_for
 from paced_reply import paced_reply
@@ -260,7 +261,7 @@ def test_a_slow_voice_speaks_on_the_spare_cores_once_measured_slow_and_a_fast_on
     voice = voice_class()
     settings = Settings()
     voices = VoiceSet({voice.key: voice}, voice.key)
-    pipeline = ReplyPipeline(settings, voices, WordFilter(settings.blocked_word_list), CoreBudget(2))
+    pipeline = ReplyPipeline(settings, voices, SpeechCache(0), WordFilter(settings.blocked_word_list), CoreBudget(2))
     list(pipeline.reply(ASK, threading.Event(), pipeline.options(ScriptedModel(STORY))))
     assert len(voice.threads) > 2
     expected = [1] + [2] * (len(voice.threads) - 1) if voice_class is SlowVoice else [1] * len(voice.threads)

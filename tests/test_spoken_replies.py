@@ -26,6 +26,7 @@ from speakstream.text.speech_text import SpeechCleaner
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
 from speakstream.voices import VoiceSet
+from speakstream.voices.cache import SpeechCache
 
 from fakes import SilentVoice
 from support import chat, chat_client, generation_threads, player_segments, wait_until
@@ -128,7 +129,9 @@ def test_the_model_writes_on_a_thread_fewer_while_the_voice_speaks(model, settin
             return super()._synthesize(text, length_scale, lead)
 
     unpaused = dataclasses.replace(settings, pause_for_first_audio=False)
-    pipeline = ReplyPipeline(unpaused, VoiceSet({"silent": PatientVoice()}, "silent"), WordFilter([]), cores)
+    pipeline = ReplyPipeline(
+        unpaused, VoiceSet({"silent": PatientVoice()}, "silent"), SpeechCache(0), WordFilter([]), cores
+    )
     run(pipeline, model, SKY)
     assert {count for speaking, count in cores.seen if speaking} == {1}
     assert {count for speaking, count in cores.seen if not speaking} == {2}

@@ -31,7 +31,7 @@ MEMORY_LOAD = (
 )
 
 
-LONG_SECTIONS = ("load", "sizes", "voice")  # run only when named
+LONG_SECTIONS = ("load", "sizes", "voice", "cache")  # run only when named
 
 
 def isa_env(isa: str) -> dict[str, str]:
@@ -52,7 +52,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         metavar="SECTION",
         help=f"any of {', '.join(SECTIONS + LONG_SECTIONS)} (default: {', '.join(SECTIONS)})",
     )
-    parser.add_argument("--replies", type=int, default=300, help="load: replies one after another")
+    parser.add_argument("--replies", type=int, default=300, help="load, cache: replies one after another")
+    parser.add_argument(
+        "--write-openings", action="store_true", help="cache: save the common first chunks for the start-up fill"
+    )
     parser.add_argument("--users", type=int, default=8, help="load: users at once")
     parser.add_argument("--minutes", type=float, default=2.0, help="load: how long the users keep asking")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
@@ -98,6 +101,10 @@ def run(args: argparse.Namespace) -> None:
         install_untrained_glow_tts(home)
         os.environ["TTS_HOME"] = str(home)  # for this process and the apps it starts
         print(f"glow-tts: untrained, at the released shapes, in {home}")
+    # Speech kept from one run would make the next run's first audio faster than a new reply's:
+    # every section measures without the voice cache (here and in the apps it starts) but `cache`.
+    os.environ.setdefault("SPEAKSTREAM_VOICE_CACHE_MB", "0")
+    print(f"voice cache: {os.environ['SPEAKSTREAM_VOICE_CACHE_MB']} MB (SPEAKSTREAM_VOICE_CACHE_MB)")
     settings = load_settings([])
     configure_logging("WARNING")
     for name in args.sections or SECTIONS:
@@ -124,6 +131,10 @@ def run(args: argparse.Namespace) -> None:
             from speakstream.bench.voice_input import bench_voice
 
             bench_voice(settings, args.prompts, args.limit)
+        elif name == "cache":
+            from speakstream.bench.voice_cache import bench_voice_cache
+
+            bench_voice_cache(settings, args.prompts, args.limit, args.replies, args.write_openings)
         elif name == "load":
             from speakstream.bench.load import bench_load
 

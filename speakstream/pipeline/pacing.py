@@ -125,17 +125,21 @@ class Pacer:
             self._unspoken.append(chars)
             self._chunk_began_at_char = self._chars_written
 
-    def audio_ready(self, seconds: float, chunk_chars: int = 0, synthesis_seconds: float = 0.0) -> None:
+    def audio_ready(
+        self, seconds: float, chunk_chars: int = 0, synthesis_seconds: float = 0.0, kept: bool = False
+    ) -> None:
         """The voice made ``seconds`` of audio; with ``chunk_chars``, it finished a chunk that long,
-        in ``synthesis_seconds``."""
+        in ``synthesis_seconds`` (``kept``: the chunk's speech was kept from before, which says
+        nothing of the voice's pace)."""
         with self._lock:
             self._held_seconds += seconds
             self._chunk_audio += seconds
             if chunk_chars:
                 self._drop_unspoken()
-                self._chars_spoken += chunk_chars
-                self._synthesis_seconds += synthesis_seconds
-                self._audio_seconds += self._chunk_audio
+                if not kept:
+                    self._chars_spoken += chunk_chars
+                    self._synthesis_seconds += synthesis_seconds
+                    self._audio_seconds += self._chunk_audio
                 self._chunk_audio = 0.0
 
     def chunk_skipped(self, chars: int) -> None:

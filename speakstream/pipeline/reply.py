@@ -38,10 +38,12 @@ from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
 from speakstream.text.conversation import trim_to_context
+from speakstream.text.openings import lines_to_keep
 from speakstream.text.speech_text import SpeechCleaner
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget
 from speakstream.voices import Voice, VoiceSet
+from speakstream.voices.cache import SpeechCache
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +132,36 @@ class ModelPause:
 
 
 class ReplyPipeline:
-    """Shared by all sessions, with no per-user state: the voices, the word list, the cores.
+    """Shared by all sessions, with no per-user state: the voices, the speech they made, the word
+    list, the cores.
 
     The models are not its own: each reply's options name the model that writes it.
     """
 
-    def __init__(self, settings: Settings, voices: VoiceSet, word_filter: WordFilter, cores: CoreBudget) -> None:
+    def __init__(
+        self, settings: Settings, voices: VoiceSet, speech: SpeechCache, word_filter: WordFilter, cores: CoreBudget
+    ) -> None:
         self.settings = settings
         self.voices = voices
+        self.speech = speech
         self.word_filter = word_filter
         self.cores = cores
         default = voices.get(None)
         self.sample_rate = default.sample_rate if default else DEFAULT_SAMPLE_RATE
+
+    def keep_common_speech(self) -> int:
+        """Make, in the default voice at the default rate, what replies most often begin with and
+        the lines the app says itself, so those first sounds never wait for the voice (run at
+        start-up, on a thread of its own: each line takes a core as a reply's voice would). How
+        many lines it made."""
+        voice = self.voices.get(None)
+        if voice is None or self.settings.text_only:
+            return 0
+        made = self.speech.fill(
+            voice, lines_to_keep(voice.language), self.settings.speaking_rate, self.cores.voice_speaking
+        )
+        log.info("Voice cache: %d lines in %s made at start (%.1f MB kept)", made, voice.label, self.speech.bytes / 1e6)
+        return made
 
     def options(
         self,
@@ -345,9 +365,12 @@ class ReplyPipeline:
         begun = False  # the chunk being spoken has handed out its start already
         gain = 1.0  # the level of the chunk being spoken, set by its first piece
 
-        def hand_out(samples: np.ndarray, shown: str, end: bool, chars: int = 0, took: float = 0.0) -> None:
+        def hand_out(
+            samples: np.ndarray, shown: str, end: bool, chars: int = 0, took: float = 0.0, kept: bool = False
+        ) -> None:
             """Queue a piece of a chunk's speech (the whole of it made when ``end``, from ``chars``
-            characters in ``took`` seconds); one level for all of it, fades only where it starts and ends."""
+            characters in ``took`` seconds, or ``kept`` from before); one level for all of it, fades
+            only where it starts and ends."""
             nonlocal first, begun, gain
             start, begun = not begun, not end
             if stop.is_set():
@@ -362,7 +385,7 @@ class ReplyPipeline:
                 samples = with_fades(samples, self.sample_rate, fade_in=start, fade_out=end)
             seconds = samples.size / self.sample_rate
             timeline.audio_seconds += seconds
-            pacer.audio_ready(seconds, chars, took)  # (before the reply can hear of it)
+            pacer.audio_ready(seconds, chars, took, kept)  # (before the reply can hear of it)
             if samples.size:
                 events.put(Spoken(samples, shown, end))
 
@@ -382,7 +405,7 @@ class ReplyPipeline:
                 lead = functools.partial(hand_out, shown=shown, end=False) if first else None
                 try:
                     cores = self.cores.voice_speaking(pacer.voice_threads(voice.most_threads))
-                    samples = voice.synthesize(spoken, options.speaking_rate, cores, lead)
+                    samples, kept = self.speech.speak(voice, spoken, options.speaking_rate, cores, lead)
                 except Exception:
                     log.exception("Voice %s failed on a chunk of %d characters; skipped", voice.key, len(spoken))
                     timeline.voice_failures += 1
@@ -393,6 +416,6 @@ class ReplyPipeline:
                     pause.clear()
                 took = time.perf_counter() - started
                 timeline.synthesis_seconds += took
-                hand_out(samples, shown, end=True, chars=len(chunk), took=took)
+                hand_out(samples, shown, end=True, chars=len(chunk), took=took, kept=kept)
         finally:
             events.put(Finished("voice"))

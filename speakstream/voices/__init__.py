@@ -25,11 +25,12 @@ from speakstream.load_once import LoadOnce
 from speakstream.settings import Settings
 from speakstream.voices.base import Voice, VoiceLoadError
 from speakstream.voices.coqui import CoquiVoice
+from speakstream.voices.endpoint import EndpointVoice, SpeechServer
 from speakstream.voices.piper import PiperVoice, describe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "load_voices"]
+__all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "load_voices", "server_voices"]
 
 
 @dataclass
@@ -108,9 +109,30 @@ class VoiceSet:
         return voice
 
 
+def server_voices(settings: Settings, notices: list[str]) -> list[Voice]:
+    """The voices of ``--tts-endpoint`` (none without one), its default first: the one named by
+    ``SPEAKSTREAM_TTS_ENDPOINT_VOICE``, else the first it lists. A server that cannot be reached
+    adds a notice instead."""
+    if not settings.tts_endpoint:
+        return []
+    server = SpeechServer(settings.tts_endpoint, settings.tts_endpoint_key, settings.tts_endpoint_timeout)
+    try:
+        names = server.voices()
+    except VoiceLoadError as error:
+        notices.append(f"The speech server's voices are unavailable: {error}.")
+        return []
+    wanted = settings.tts_endpoint_voice or (names[0] if names else "")
+    if not wanted:
+        notices.append("The speech server lists no voices: set SPEAKSTREAM_TTS_ENDPOINT_VOICE to one it has.")
+        return []
+    log.info("Speech server %s: %d voices listed, speaking with %s", server.url, len(names), wanted)
+    return [EndpointVoice(server, name) for name in [wanted, *(name for name in names if name != wanted)]]
+
+
 def load_voices(settings: Settings, cores: int = 1) -> VoiceSet:
-    """Load the Coqui voice and the offline Piper voice (and ``--voice`` if it is an offered Piper
-    voice); a failure becomes a notice, never an exception. A Piper voice may speak on up to
+    """Load the speech server's voices (with ``--tts-endpoint``), the Coqui voice and the offline
+    Piper voice (and ``--voice`` if it is an offered Piper voice); a failure becomes a notice,
+    never an exception. A Piper voice may speak on up to
     ``cores`` threads where the CPU budget has them spare."""
     result = VoiceSet(offered=settings.voice_names, max_loaded=settings.max_loaded_voices)
     piper = functools.partial(PiperVoice, threads=settings.tts_threads, most_threads=cores)
@@ -120,6 +142,7 @@ def load_voices(settings: Settings, cores: int = 1) -> VoiceSet:
         return result
     device = choose_device(settings.device)
     candidates: list[Voice] = [
+        *server_voices(settings, result.notices),
         CoquiVoice(settings.tts_model, settings.tts_vocoder, device),
         piper(),
     ]

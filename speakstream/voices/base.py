@@ -17,15 +17,17 @@ class VoiceLoadError(RuntimeError):
 class Voice(ABC):
     """A loaded voice, shared by all sessions: ``synthesize`` gives 16-bit mono samples.
 
-    Engines are not promised to be re-entrant, so calls are serialised per voice; different
-    voices still run in parallel.
+    Engines are not promised to be re-entrant, so calls are serialised per voice (but for a
+    ``remote`` one: a server elsewhere takes requests at once); different voices run in parallel.
     """
 
     key: str
     label: str
     sample_rate: int
     language = "en"  # the language it speaks, two letters
+    engine = ""  # what makes its speech (engine, version, model file): kept speech never crosses them
     most_threads = 1  # threads its synthesis gains from (more on a core budget's spare cores)
+    remote = False  # it speaks on another machine: calls run at once, on no core of this one
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -49,6 +51,8 @@ class Voice(ABC):
         if not any(ch.isalnum() for ch in text):
             return np.zeros(0, dtype=np.int16)
         early = None if lead is None else (lambda samples: lead(_int16(samples)))
+        if self.remote:
+            return _int16(self._synthesize(text, 1.0 / speaking_rate, early))
         with self._lock, while_speaking or nullcontext(1) as threads:
             return _int16(self._synthesize(text, 1.0 / speaking_rate, early, threads))
 

