@@ -3,7 +3,7 @@
 Replies started, completed, stopped and failed; refusals by reason; replies waiting for a
 place; first audio and decoding speed; models loaded; sessions kept; voices waiting for a core;
 spoken messages, their recognition time, and end of speech to first audio; the voice cache's
-hits, misses and bytes.
+hits, misses and bytes; the reply cache's hits and misses.
 Never any text of a conversation.
 Each app has a registry of its own (tests run several apps in one process).
 """
@@ -87,6 +87,14 @@ class Metrics:
         )
         self.voice_cache_bytes = Gauge(
             "speakstream_voice_cache_bytes", "Memory held by the kept speech", registry=self.registry
+        )
+        self.reply_cache_hits = Counter(
+            "speakstream_reply_cache_hits", "Replies given again at once from the reply cache", registry=self.registry
+        )
+        self.reply_cache_misses = Counter(
+            "speakstream_reply_cache_misses",
+            "Replies the cache could have kept but did not have",
+            registry=self.registry,
         )
         for reason in REFUSALS + AUDIO_REFUSALS:
             self.refusals.labels(reason)

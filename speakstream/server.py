@@ -23,6 +23,7 @@ from speakstream.llm.pool import ModelPool
 from speakstream.llm.sources import ModelLoadError, resolve_model_source
 from speakstream.metrics import Metrics, serve_metrics
 from speakstream.pipeline.reply import ReplyPipeline
+from speakstream.pipeline.reply_cache import MOST_REPLIES, ReplyCache
 from speakstream.settings import Settings, load_settings
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
@@ -66,6 +67,7 @@ def assemble(
     metrics.voices_waiting.set_function(lambda: cores.voices_waiting)
     speech = SpeechCache(int(settings.voice_cache_mb * 1_000_000), metrics)
     metrics.voice_cache_bytes.set_function(lambda: speech.bytes)
+    replies = ReplyCache(MOST_REPLIES if settings.reply_cache != "off" else 0, metrics)
     recognition = listeners = None
     if transcriber is not None:
         recognition = Recognition(transcriber)
@@ -73,7 +75,7 @@ def assemble(
         listeners = Listeners(SileroVad(), rules, recognition.soon)
         metrics.listening.set_function(lambda: len(listeners))
     return ChatApp(
-        pipeline=ReplyPipeline(settings, voices, speech, word_filter, cores),
+        pipeline=ReplyPipeline(settings, voices, speech, word_filter, cores, replies),
         models=ModelPool(settings, model, load),
         voices=voices,
         word_filter=word_filter,

@@ -151,6 +151,12 @@ class Settings:
         "rhasspy/piper-voices collection on the Hugging Face hub, fetched on first use).",
     )
     max_loaded_voices: int = _opt(3, "Most picked Piper voices kept loaded at once (the start-up voices always stay).")
+    reply_cache: str = _opt(
+        "examples",
+        "Replies given again at once to the same request: examples (the page's examples asked with this "
+        "server's own settings), on (also any request with a seed set or temperature 0), or off.",
+        choices=("off", "examples", "on"),
+    )
     voice_cache_mb: float = _opt(
         64.0,
         "Memory for speech already made, kept so the same words in the same voice are synthesized once "

@@ -218,6 +218,26 @@ class SilentVoice(Voice):
         return sound
 
 
+class NoisyVoice(SilentVoice):
+    """Speech with fresh random noise each time, at 16 kHz (the reply resamples it)."""
+
+    sample_rate = 16000
+
+    def __init__(self, engine: str = "noisy 1.0", **kwargs: object) -> None:
+        super().__init__(key="noisy", **kwargs)  # type: ignore[arg-type]
+        self.engine = engine
+        self.random = np.random.default_rng()
+
+    def _synthesize(
+        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
+    ) -> np.ndarray:
+        shape = super()._synthesize(text, length_scale, lambda start: lead and lead(self.noise(start.size)))
+        return self.noise(shape.size)
+
+    def noise(self, size: int) -> np.ndarray:
+        return (self.random.standard_normal(size) * 0.05).astype(np.float32)
+
+
 @dataclasses.dataclass
 class ScriptedServer:
     """A real Gradio server of the app in this process, on a scripted model and a silent voice."""

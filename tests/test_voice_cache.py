@@ -8,7 +8,6 @@ again would differ from speech kept: equal samples prove the second came from th
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -20,29 +19,9 @@ from speakstream.text.openings import common_openings, lines_to_keep
 from speakstream.text.speech_text import CODE_PHRASES
 from speakstream.voices.cache import SpeechCache
 
-from fakes import ASK, Events, ScriptedModel, SilentVoice, pipeline_for
+from fakes import ASK, Events, NoisyVoice, ScriptedModel, pipeline_for
 
 STORY = "Sure, here is one. A robot lived in a quiet town, and every morning it swept the square."
-
-
-class NoisyVoice(SilentVoice):
-    """Speech with fresh random noise each time, at 16 kHz (the reply resamples it)."""
-
-    sample_rate = 16000
-
-    def __init__(self, engine: str = "noisy 1.0", **kwargs: object) -> None:
-        super().__init__(key="noisy", **kwargs)  # type: ignore[arg-type]
-        self.engine = engine
-        self.random = np.random.default_rng()
-
-    def _synthesize(
-        self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
-    ) -> np.ndarray:
-        shape = super()._synthesize(text, length_scale, lambda start: lead and lead(self.noise(start.size)))
-        return self.noise(shape.size)
-
-    def noise(self, size: int) -> np.ndarray:
-        return (self.random.standard_normal(size) * 0.05).astype(np.float32)
 
 
 def heard(pipeline, speaking_rate: float | None = None) -> list[np.ndarray]:
@@ -131,9 +110,11 @@ def test_at_start_the_common_openings_and_the_apps_own_line_are_made_and_a_reply
     assert pipeline.keep_common_speech() == 0, "made once"
 
 
-def test_the_fill_skips_a_line_the_voice_fails_on_and_goes_on() -> None:
+def test_the_fill_skips_a_line_the_voice_fails_on_and_makes_nothing_a_cache_of_none_could_keep() -> None:
     voice = NoisyVoice(fail=True)
     assert SpeechCache(10**6).fill(voice, ["Hello there.", "Goodbye now."]) == 0
+    voice = NoisyVoice()
+    assert SpeechCache(0).fill(voice, ["Hello there."]) == 0 and voice.spoken == []
 
 
 def test_a_kept_chunk_says_nothing_of_the_voices_pace() -> None:

@@ -31,7 +31,7 @@ MEMORY_LOAD = (
 )
 
 
-LONG_SECTIONS = ("load", "sizes", "voice", "cache")  # run only when named
+LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint")  # run only when named
 
 
 def isa_env(isa: str) -> dict[str, str]:
@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> None:
             from speakstream.bench.voice_cache import bench_voice_cache
 
             bench_voice_cache(settings, args.prompts, args.limit, args.replies, args.write_openings)
+        elif name == "endpoint":
+            from speakstream.bench.voice_server import bench_voice_server
+
+            bench_voice_server(settings, args.prompts, args.limit)
         elif name == "load":
             from speakstream.bench.load import bench_load
 

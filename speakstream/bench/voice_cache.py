@@ -29,7 +29,7 @@ from speakstream.text.conversation import to_model_messages
 from speakstream.text.openings import OPENINGS_FILE, lines_to_keep
 from speakstream.text.speech_text import SpeechCleaner
 from speakstream.text.word_filter import WordFilter
-from speakstream.ui.page import EXAMPLE_PROMPTS
+from speakstream.ui.examples import EXAMPLE_PROMPTS
 from speakstream.voices import load_voices
 
 MOST_OPENINGS = 40

@@ -34,6 +34,7 @@ from speakstream.audio.level import gain_for, with_gain
 from speakstream.audio.segments import from_first_sound, resample, with_fades
 from speakstream.llm.model import ChatModel, Message, ReplyGate, Sampling
 from speakstream.pipeline.pacing import Pacer
+from speakstream.pipeline.reply_cache import KeptReply, ReplyCache, reply_key
 from speakstream.pipeline.timeline import Timeline
 from speakstream.settings import Settings
 from speakstream.text.chunker import TextChunker, rules_from_settings
@@ -66,6 +67,7 @@ class ReplyOptions:
     voice: Voice | None
     speaking_rate: float = 1.0
     page_here: bool = False
+    replayable: bool = False  # given a kept reply where there is one (see reply_cache)
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class ReplyUpdate:
     audio: np.ndarray | None = None
     spoken: str = ""
     final: bool = False
+    completed: bool = False  # (final only) it ran to its end, not stopped
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,18 @@ class ReplyPipeline:
     """
 
     def __init__(
-        self, settings: Settings, voices: VoiceSet, speech: SpeechCache, word_filter: WordFilter, cores: CoreBudget
+        self,
+        settings: Settings,
+        voices: VoiceSet,
+        speech: SpeechCache,
+        word_filter: WordFilter,
+        cores: CoreBudget,
+        replies: ReplyCache | None = None,
     ) -> None:
         self.settings = settings
         self.voices = voices
         self.speech = speech
+        self.replies = replies if replies is not None else ReplyCache(0)
         self.word_filter = word_filter
         self.cores = cores
         default = voices.get(None)
@@ -171,6 +181,7 @@ class ReplyPipeline:
         speak: bool = True,
         sampling: Sampling | None = None,
         page_here: bool = False,
+        replayable: bool = False,
     ) -> ReplyOptions:
         """Options for a reply by ``model``; each other one left out is the server's default."""
         return ReplyOptions(
@@ -179,6 +190,7 @@ class ReplyPipeline:
             voice=self.voices.get(voice) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
             page_here=page_here,
+            replayable=replayable,
         )
 
     def prompt(self, messages: Sequence[Message], options: ReplyOptions) -> list[Message]:
@@ -189,8 +201,42 @@ class ReplyPipeline:
     def reply(self, messages: Sequence[Message], stop: threading.Event, options: ReplyOptions) -> Iterator[ReplyUpdate]:
         """Stream the reply: an update per piece of text and per audio segment, then a final one.
 
-        Raises the model's error, if any, after stopping the other workers.
+        A ``replayable`` request whose reply is kept is given it again at once; one that is not
+        kept yet keeps its reply if it runs to its end with every chunk spoken. Raises the
+        model's error, if any, after stopping the other workers.
         """
+        voice = options.voice.key if options.voice else ""
+        key = reply_key(options.model, messages, options.sampling, voice, options.speaking_rate)
+        kept = self.replies.get(key) if options.replayable else None
+        if kept is not None:
+            yield from self._replayed(kept, stop, options)
+            return
+        segments = []
+        for update in self._write_and_speak(messages, stop, options):
+            if update.audio is not None:
+                segments.append((update.audio, update.spoken))
+            if update.final and options.replayable and update.completed and not update.timeline.voice_failures:
+                self.replies.keep(key, KeptReply(update.text, tuple(segments)))
+            yield update
+
+    def _replayed(self, kept: KeptReply, stop: threading.Event, options: ReplyOptions) -> Iterator[ReplyUpdate]:
+        """A kept reply, all of it at once (Stop still stops it)."""
+        model = f"{options.model.name}, the same reply again"
+        timeline = Timeline(voice=options.voice.label if options.voice else "", model=model)
+        timeline.mark("first_token")
+        for samples, spoken in kept.segments:
+            if stop.is_set():
+                break
+            timeline.mark("first_audio")
+            timeline.audio_seconds += samples.size / self.sample_rate
+            yield ReplyUpdate(kept.text, timeline, samples, spoken)
+        timeline.mark("done")
+        timeline.tokens = options.model.text_tokens(kept.text)
+        yield ReplyUpdate(kept.text, timeline, final=True, completed=not stop.is_set())
+
+    def _write_and_speak(
+        self, messages: Sequence[Message], stop: threading.Event, options: ReplyOptions
+    ) -> Iterator[ReplyUpdate]:
         timeline = Timeline(voice=options.voice.label if options.voice else "", model=options.model.name)
         pacer = Pacer(rules_from_settings(self.settings), options.sampling.max_new_tokens)
         # The first sound is what a listener waits for, so until it is out the model pauses
@@ -282,12 +328,13 @@ class ReplyPipeline:
                         pending -= 1
             for audio in [] if stop.is_set() else held:  # (all is made: nothing left to wait for)
                 yield from self._hand_out(text, audio, timeline, pacer, pause)
+            completed = not stop.is_set()
         finally:
             stop.set()
         timeline.mark("done")
         timeline.tokens = options.model.text_tokens(text)
         log.debug("Reply timeline: %s", timeline.summary())
-        yield ReplyUpdate(self.word_filter.mask(text), timeline, final=True)
+        yield ReplyUpdate(self.word_filter.mask(text), timeline, final=True, completed=completed)
 
     def _hand_out(
         self,

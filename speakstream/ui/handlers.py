@@ -39,6 +39,7 @@ from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
 from speakstream.ui.admit import Refused, ReplyChoices, admit, choices_from, voice_notice
 from speakstream.ui.browser_storage import remember_chat
+from speakstream.ui.examples import replayable
 from speakstream.ui.player import AudioStream
 from speakstream.ui.request_identity import client_address, page_on_this_machine
 from speakstream.voices import VoiceSet
@@ -159,6 +160,7 @@ def respond(
     if notice := voice_notice(app, choices):
         gr.Info(notice)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
+    replay = replayable(app, text, not history, chosen, choices, bool(session.pop("again", False)))
     stop, ended = threading.Event(), threading.Event()
     supersede(session)
     session["running"] = (stop, ended)
@@ -181,6 +183,7 @@ def respond(
                 speak=not choices.text_only,
                 sampling=Sampling.from_settings(chosen),
                 page_here=page_here,
+                replayable=replay,
             )
             for outputs in _stream_reply(app, messages, view, stop, options, session, stream, heard_at):
                 if ChatView.of(outputs).completed:
@@ -265,6 +268,12 @@ def supersede(session: dict[str, Any] | None) -> None:
         stop.set()  # and it is no longer this session's reply: it writes nothing more
         if not ended.wait(SUPERSEDE_WAIT_SECONDS):
             log.warning("A superseded reply did not end within %.0f s", SUPERSEDE_WAIT_SECONDS)
+
+
+def ask_again(session: dict[str, Any] | None) -> None:
+    """Retry: this session's next reply asks the model afresh, never the reply cache."""
+    if session is not None:
+        session["again"] = True
 
 
 def last_turn_removed(history: History | None) -> tuple[str, History]:

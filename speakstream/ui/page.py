@@ -17,7 +17,8 @@ from speakstream.llm.sources import model_label
 from speakstream.settings import Settings
 from speakstream.ui.admit import REPLY_CONTROLS
 from speakstream.ui.browser_storage import SAVED_CONTROLS, clear_chat, remember_chat, remember_settings, restore
-from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, last_turn_removed, supersede
+from speakstream.ui.examples import EXAMPLE_PROMPTS
+from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, ask_again, last_turn_removed, supersede
 from speakstream.ui.loading import load_model, load_voice
 from speakstream.ui.microphone import microphone_component
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
@@ -26,13 +27,6 @@ from speakstream.voices import VoiceSet
 
 # Status lines of picked models (and, apart, voices) followed at once; more wait in the queue.
 PICKS_AT_ONCE = 4
-
-EXAMPLE_PROMPTS = [
-    "What is the capital of France?",
-    "Explain in three sentences why the sky is blue.",
-    "Write a haiku about autumn.",
-    "Give me three tips for sleeping better, as a numbered list.",
-]
 
 
 def toggle_stats(show: bool) -> dict[str, Any]:
@@ -211,6 +205,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         clicked = send.click(**new_message).then(api_visibility="private", **reply)
         retried = (
             retry.click(**new_message)
+            .then(ask_again, inputs=[session], **quick)
             .then(last_turn_removed, inputs=[chatbot], outputs=[message, chatbot], **quick)
             .then(api_visibility="private", **reply)
         )

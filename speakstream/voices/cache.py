@@ -98,7 +98,7 @@ class SpeechCache:
         take; how many were made. A text the voice fails on is skipped (logged): the fill is an
         optimisation, never a reason to stop."""
         made = 0
-        for text in texts:
+        for text in texts if self.max_bytes > 0 else ():
             key = SpeechKey(voice.key, voice.engine, round(speaking_rate, 4), text)
             with self._lock:
                 if key in self._items:
