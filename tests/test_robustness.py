@@ -67,7 +67,7 @@ def greedy_app(model: LanguageModel, piper_voice, settings: Settings) -> Iterato
     """The app with greedy decoding: replies do not depend on which thread sampled first."""
     greedy = dataclasses.replace(settings, temperature=0.0, port=free_port())
     app = assemble(model, VoiceSet({"piper": piper_voice}, "piper"), greedy)
-    pipeline = WatchedPipeline(greedy, app.voices, app.word_filter, app.pipeline.cores)
+    pipeline = WatchedPipeline(greedy, app.voices, app.pipeline.speech, app.word_filter, app.pipeline.cores)
     with serve(dataclasses.replace(app, pipeline=pipeline)) as url:
         yield App(url, pipeline)
 
