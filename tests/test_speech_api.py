@@ -95,6 +95,14 @@ def test_bad_requests_get_a_clear_openai_shaped_error_and_the_server_serves_on(b
         assert httpx.post(speech_url(server.url), json={"input": "Still here."}).status_code == 200
 
 
+def test_a_huge_body_is_refused_before_it_is_read_whole() -> None:
+    with scripted_server(speech_api=True) as server:
+        huge = b'{"input": "' + b"a" * 10_000_000 + b'"}'
+        answer = httpx.post(speech_url(server.url), content=huge, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_long"
+        assert httpx.post(speech_url(server.url), json={"input": "Still here."}).status_code == 200
+
+
 def test_each_client_has_the_chats_rate_limit_and_others_are_served_meanwhile() -> None:
     with scripted_server(speech_api=True, rate_limit=2, proxy_hops=1) as server:
         one, other = {"X-Forwarded-For": "203.0.113.1"}, {"X-Forwarded-For": "203.0.113.2"}

@@ -10,6 +10,7 @@ have OpenAI's shape: ``{"error": {"message", "type", "code", "param"}}``.
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import struct
@@ -110,6 +111,8 @@ def serve_speech_api(web: Any, app: ChatApp) -> None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         return not key or (scheme.lower() == "bearer" and secrets.compare_digest(given.strip(), key))
 
+    # The longest input, four bytes a character, and room for the other fields.
+    most_bytes = 4 * app.settings.max_input_chars + 4096
     refused = ApiError(401, "A valid key is needed: Authorization: Bearer <key>.", "invalid_api_key")
 
     def models(request: Request) -> Any:
@@ -128,8 +131,13 @@ def serve_speech_api(web: Any, app: ChatApp) -> None:
     async def speech(request: Request) -> Any:
         if not authorized(request):
             return failed(refused)
+        body = bytearray()
+        async for piece in request.stream():  # read no more than a request may hold
+            body += piece
+            if len(body) > most_bytes:
+                return failed(ApiError(413, f"The body is larger than {most_bytes:,} bytes.", "too_long"))
         try:
-            ask = speech_ask(await request.json(), app)
+            ask = speech_ask(json.loads(body), app)
         except ValueError:
             return failed(ApiError(400, "The body must be JSON.", "invalid_body"))
         except ApiError as error:
