@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # espeak-ng: phonemes for glow-tts; chromium: browser tests; nodejs: the page's script tests.
 RUN_PACKAGES := espeak-ng
-TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core nodejs
+TEST_PACKAGES := $(RUN_PACKAGES) chromium fonts-dejavu-core nodejs nginx
 
 .PHONY: run test lint system-run system-test
 

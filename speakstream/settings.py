@@ -240,6 +240,13 @@ class Settings:
         "Browser and API sessions whose state the server keeps; beyond that the least recently used is "
         "forgotten (each one holds its last outputs, so many new sessions cannot grow memory without end).",
     )
+    storage_secret: str = _opt(
+        "",
+        "Key the conversation and settings each browser keeps are encrypted with; give every replica "
+        "behind one load balancer the same, so a page moved to another keeps its conversation. Pages "
+        "receive it (it keeps this app's saved values apart, and hides them from nobody). Empty: a new "
+        "key at each start (a restarted server forgets what browsers kept).",
+    )
     speech_api: bool = _opt(
         False,
         "Also serve this server's voices on OpenAI's speech API (/v1/audio/speech, /v1/audio/voices, "

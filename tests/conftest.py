@@ -29,6 +29,7 @@ import pytest
 from speakstream.hearing.transcriber import BUNDLED, Transcriber
 from speakstream.llm.model import LanguageModel
 from speakstream.llm.sources import ModelSource, find_bundled_gguf
+from speakstream.local_cluster import model_server
 from speakstream.pipeline.reply import ReplyPipeline
 from speakstream.server import assemble
 from speakstream.settings import Settings
@@ -90,3 +91,11 @@ def app_url(app: ChatApp) -> Iterator[str]:
     """The real app, served in this process on a free port."""
     with serve(app) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def transformers_serve(model: LanguageModel, settings: Settings, tmp_path_factory) -> Iterator[tuple[str, str]]:
+    """`transformers serve` on the bundled SmolLM2 (its converted copy), offline; yields (url, model id)."""
+    folder = str(settings.model_cache_dir / model._conversion_dir(model.source).name)
+    with model_server(folder, tmp_path_factory.mktemp("serve") / "serve.log") as url:
+        yield url, folder

@@ -99,16 +99,16 @@ def test_updates_merged_on_the_way_lose_no_segment_while_fewer_than_one_update_c
         player_segments([*changed[SEGMENTS_PER_UPDATE :: SEGMENTS_PER_UPDATE + 1], changed[-1]])
 
 
-def test_a_finished_reply_is_what_the_browser_keeps() -> None:
+def test_the_browser_keeps_the_reply_as_it_is_written_marked_unfinished_until_it_ends() -> None:
     handlers = app()
     outputs = list(respond(handlers, "Hi", [{"role": "user", "content": "Hello"}]))
-    assert outputs[-1][5] == [
-        {"role": "user", "content": "Hello"},
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": ANSWER},
-    ]
-    before = [{"role": "user", "content": "Hello"}]
-    assert all(out[5] == before for out in outputs[:-1]), "saved once, when the reply is complete"
+    asked = [{"role": "user", "content": "Hello"}, {"role": "user", "content": "Hi"}]
+    assert outputs[-1][5] == [*asked, {"role": "assistant", "content": ANSWER}]
+    kept = [out[5] for out in outputs[:-1]]
+    assert kept[0] == [*asked, {"role": "assistant", "content": "", "writing": True}], "the message, at once"
+    assert all(saved[:2] == asked and saved[-1]["writing"] is True for saved in kept)
+    written = [saved[-1]["content"] for saved in kept]
+    assert written == sorted(written, key=len) and ANSWER.startswith(written[-1]) and len(set(written)) > 2
 
 
 def test_text_only_sends_no_audio() -> None:

@@ -14,7 +14,13 @@ from speakstream.settings import Settings, problems
 from speakstream.text.admission import InvalidMessage, for_display
 from speakstream.text.conversation import content_text
 from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, reply_settings
-from speakstream.ui.browser_storage import SAVED_CONTROLS, remember_chat, remember_settings, restore
+from speakstream.ui.browser_storage import (
+    CUT_OFF_NOTE,
+    SAVED_CONTROLS,
+    remember_chat,
+    remember_settings,
+    restore,
+)
 from speakstream.ui.handlers import ChatApp, last_turn_removed, respond
 from speakstream.ui.page import build_ui
 from speakstream.voices import VoiceSet
@@ -141,6 +147,21 @@ def test_a_slower_speaking_rate_gives_longer_audio(app: ChatApp) -> None:
         return samples.size / sample_rate
 
     assert seconds(0.7) > seconds(1.4) * 1.4
+
+
+def test_a_reply_the_page_lost_while_it_was_written_comes_back_with_a_note_that_it_was_cut_off() -> None:
+    """Gradio reloads a page whose server went away (a replica killed, a restart): what the browser
+    kept of the reply so far comes back, and says it was cut off; a finished one says nothing."""
+    voice = SilentVoice()
+    voices, models = VoiceSet({voice.key: voice}, voice.key), ModelPool(Settings(), ScriptedModel())
+    asked = [{"role": "user", "content": "Tell me a story."}]
+    for so_far, shown in (("Once upon", f"Once upon\n\n{CUT_OFF_NOTE}"), ("", CUT_OFF_NOTE)):
+        writing = remember_chat([*asked, {"role": "assistant", "content": so_far}], writing=True)
+        assert restore(voices, models, writing, None)[0] == [*asked, {"role": "assistant", "content": shown}]
+    finished = remember_chat([*asked, {"role": "assistant", "content": "Once upon a time."}])
+    assert restore(voices, models, finished, None)[0][-1]["content"] == "Once upon a time."
+    earlier = [{**turn, "writing": True} for turn in finished[:-1]] + finished[-1:]
+    assert CUT_OFF_NOTE not in str(restore(voices, models, earlier, None)[0]), "only the last turn can be unfinished"
 
 
 def test_what_the_browser_saved_comes_back_and_what_this_server_cannot_use_is_left_alone() -> None:

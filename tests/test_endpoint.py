@@ -8,24 +8,20 @@ reply, or breaks off in the middle, as told); the slow ones against a real one,
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
 from speakstream.llm.endpoint import EndpointError, EndpointModel
-from speakstream.llm.model import LanguageModel, ReplyGate, Sampling
+from speakstream.llm.model import ReplyGate, Sampling
 from speakstream.llm.sources import ModelLoadError
 from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.voices import VoiceSet
 
-from support import WAIT_SECONDS, answers_models, free_port, wait_until
+from support import free_port
 
 SAMPLING = Sampling(temperature=0.2, top_p=0.9, repetition_penalty=1.15, max_new_tokens=64)
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -170,28 +166,6 @@ def test_the_api_key_is_sent_and_never_shown() -> None:
     settings = Settings(llm_endpoint="http://127.0.0.1:9", llm_endpoint_key="sk-secret")
     assert EndpointModel(settings)._headers() == {"Authorization": "Bearer sk-secret"}
     assert "sk-secret" not in repr(settings)
-
-
-@pytest.fixture(scope="module")
-def transformers_serve(model: LanguageModel, settings: Settings, tmp_path_factory) -> Iterator[tuple[str, str]]:
-    """`transformers serve` on the bundled SmolLM2 (its converted copy), offline; yields (url, model id)."""
-    folder = str(settings.model_cache_dir / model._conversion_dir(model.source).name)
-    port = free_port()
-    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    process = subprocess.Popen(
-        [Path(sys.executable).with_name("transformers"), "serve", "--port", str(port), folder],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        ready = wait_until(lambda: answers_models(url) or process.poll() is not None, timeout=180)
-        assert ready and process.poll() is None, Path(log.name).read_text()[-3000:]
-        yield url, folder
-    finally:
-        process.terminate()
-        process.wait(WAIT_SECONDS)
 
 
 @pytest.mark.slow

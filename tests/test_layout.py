@@ -11,8 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speakstream"
 STAGES = ["hearing", "llm", "text", "voices", "audio", "pipeline", "ui"]
 # Used by every stage, using none: configuration, the user's controls, threads, devices, metrics, loading on a pick.
 SHARED = {"settings", "controls", "torch_threads", "devices", "host", "metrics", "load_once"}
-# Assembly and tools, above the stages: start-up, the benchmarks, running the app locally.
-ABOVE = {"server", "bench", "local_app"}
+# Assembly and tools, above the stages: start-up, the benchmarks, running the app (and the
+# README's page servers behind nginx) locally.
+ABOVE = {"server", "bench", "local_app", "local_cluster"}
 
 
 def imported_parts(path: Path) -> set[str]:

@@ -1,9 +1,11 @@
 """What a browser keeps across page reloads (never the server): the conversation and the settings.
 
-Two encrypted entries in the browser's local storage (Gradio's ``BrowserState``, keyed by a
-secret made anew at each start): the conversation, written by a reply when it ends (and by
-Stop, Undo and Clear), and the settings, written when one changes. Restoring puts back only
-what this server can still use.
+Two encrypted entries in the browser's local storage (Gradio's ``BrowserState``, keyed by
+``SPEAKSTREAM_STORAGE_SECRET``, or by a secret made anew at each start): the conversation,
+written as a reply is written (and by Stop, Undo and Clear), and the settings, written when one
+changes. Restoring puts back only what this server can still use. A reply still being written
+when the page lost its server (a replica gone, a restart, a reload) comes back with a note that
+it was cut off: Gradio reloads a page whose server went away, so the page itself cannot say it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from speakstream.voices import VoiceSet
 
 History = list[dict[str, Any]]
 MAX_SAVED_MESSAGES = 100
+CUT_OFF_NOTE = "*This reply was cut off: the page lost its connection to the server. Press Retry to ask again.*"
 
 
 # Every control of the page a browser keeps across reloads, in page order, with the types a
@@ -38,13 +41,18 @@ def clear_chat() -> tuple[History, str, None, None, str, list[Any], dict[str, An
     return [], "", None, None, "", [], {}
 
 
-def remember_chat(history: History | None) -> list[dict[str, str]]:
-    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones."""
-    messages = [
+def remember_chat(history: History | None, writing: bool = False) -> list[dict[str, Any]]:
+    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones.
+
+    ``writing``: its last turn is a reply still being written (marked so, for :func:`restore`).
+    """
+    messages: list[dict[str, Any]] = [
         {"role": item["role"], "content": content_text(item.get("content"))}
         for item in history or []
         if item.get("role") in ("user", "assistant")
     ]
+    if writing and messages and messages[-1]["role"] == "assistant":
+        messages[-1]["writing"] = True
     return messages[-MAX_SAVED_MESSAGES:]
 
 
@@ -55,11 +63,15 @@ def remember_settings(*values: Any) -> dict[str, Any]:
 
 def restore(voices: VoiceSet, models: ModelPool, chat: Any, chosen: Any) -> list[Any]:
     """Put back what the browser saved; anything this server cannot use now is left as it is."""
-    history = [
-        {"role": item["role"], "content": item["content"]}
+    saved = [
+        item
         for item in (chat if isinstance(chat, list) else [])
         if isinstance(item, dict) and item.get("role") in ("user", "assistant") and isinstance(item.get("content"), str)
     ]
+    history = [{"role": item["role"], "content": item["content"]} for item in saved]
+    if saved and saved[-1]["role"] == "assistant" and saved[-1].get("writing") is True:
+        cut = history[-1]["content"]
+        history[-1]["content"] = f"{cut}\n\n{CUT_OFF_NOTE}" if cut else CUT_OFF_NOTE
     values = chosen if isinstance(chosen, dict) else {}
     restored: list[Any] = [history or gr.skip()]
     for name, kind in SAVED_CONTROLS.items():

@@ -170,8 +170,8 @@ def respond(
     metrics.replies_started.inc()
     metrics.replies_running.inc()
     outcome = "stopped"
-    # The browser keeps the conversation before this message until the reply ends.
-    view = ChatView("" if heard_at is None else gr.skip(), history, stream.start(), saved=remember_chat(before))
+    # The browser keeps the reply as it is written, marked unfinished until it ends.
+    view = ChatView("" if heard_at is None else gr.skip(), history, stream.start(), saved=remember_chat(history, True))
     yield view.outputs()
     view.message = gr.skip()
     try:
@@ -192,7 +192,7 @@ def respond(
     except ModelLoadError as problem:  # the model was unloaded since it was checked: nothing was said yet
         outcome = "failed"
         gr.Warning(str(problem))
-        yield ChatView(message, before, gr.skip(), gr.skip(), gr.skip(), gr.skip()).outputs()
+        yield ChatView(message, before, gr.skip(), gr.skip(), gr.skip(), remember_chat(before)).outputs()
     except Exception as error:
         outcome = "failed"
         log.exception("Reply failed")
@@ -229,6 +229,7 @@ def _stream_reply(
             yield view.outputs()  # nothing new: Stop gets a turn
             continue
         history[-1] = {"role": "assistant", "content": update.text}
+        view.saved = remember_chat(history, writing=not update.final)
         if update.audio is not None:
             if not spoken and heard_at is not None:
                 app.metrics.speech_to_audio.observe(time.monotonic() - heard_at)

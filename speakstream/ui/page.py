@@ -154,7 +154,8 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         )
 
         session = gr.State({})
-        saved_chat = gr.BrowserState(None, storage_key="speakstream-chat")
+        secret = settings.storage_secret or None  # None: Gradio makes one at each start
+        saved_chat = gr.BrowserState(None, storage_key="speakstream-chat", secret=secret)
         # What a reply's updates show, by ChatView's names.
         shown = {
             "message": message,
@@ -164,7 +165,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             "stats": stats,
             "saved": saved_chat,
         }
-        saved_settings = gr.BrowserState(None, storage_key="speakstream-settings")
+        saved_settings = gr.BrowserState(None, storage_key="speakstream-settings", secret=secret)
         named = {
             "voice": voice,
             "speaking_rate": speaking_rate,
