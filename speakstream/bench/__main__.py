@@ -31,7 +31,7 @@ MEMORY_LOAD = (
 )
 
 
-LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint")  # run only when named
+LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint", "replicas")  # run only when named
 
 
 def isa_env(isa: str) -> dict[str, str]:
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--write-openings", action="store_true", help="cache: save the common first chunks for the start-up fill"
     )
-    parser.add_argument("--users", type=int, default=8, help="load: users at once")
-    parser.add_argument("--minutes", type=float, default=2.0, help="load: how long the users keep asking")
+    parser.add_argument("--users", type=int, default=8, help="load, replicas: users at once")
+    parser.add_argument("--minutes", type=float, default=2.0, help="load, replicas: how long the users keep asking")
     parser.add_argument("--prompts", type=Path, default=DEFAULT_PROMPTS, help="one prompt a line")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N prompts")
     parser.add_argument("--runs", type=int, default=3, help="browser runs per prompt")
@@ -139,6 +139,10 @@ def run(args: argparse.Namespace) -> None:
             from speakstream.bench.voice_server import bench_voice_server
 
             bench_voice_server(settings, args.prompts, args.limit)
+        elif name == "replicas":
+            from speakstream.bench.replicas import bench_replicas
+
+            bench_replicas(settings, args.prompts, args.limit, args.users, args.minutes)
         elif name == "load":
             from speakstream.bench.load import bench_load
 

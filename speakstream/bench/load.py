@@ -71,7 +71,26 @@ class Tally:
             self.tokens_per_second.append(float(timing.group(2)))
 
 
-class Server:
+class Visitors:
+    """Clients of the page at ``url``: each a session and an address of its own."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def client(self, user: int):
+        from gradio_client import Client
+
+        return Client(self.url, verbose=False, download_files=False, headers={"X-Forwarded-For": f"10.0.{user}.1"})
+
+    def replies_started(self) -> float:
+        """Replies this server has started, by its own /metrics."""
+        import httpx
+
+        metrics = httpx.get(f"{self.url}metrics", timeout=10).text
+        return float(re.search(r"^speakstream_replies_started_total (\S+)$", metrics, re.M).group(1))
+
+
+class Server(Visitors):
     """`python app.py` with ``overrides``, and a look at its memory and threads."""
 
     def __init__(self, overrides: dict[str, object]) -> None:
@@ -81,13 +100,8 @@ class Server:
         log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "speakstream-load-app.log"
         with log_path.open("w") as log:
             self.process = start_app(self.port, settings_env({"rate_limit": 0, **overrides}), log)
-        self.url = f"http://127.0.0.1:{self.port}/"
+        super().__init__(f"http://127.0.0.1:{self.port}/")
         self.ps = psutil.Process(self.process.pid)
-
-    def client(self, user: int):
-        from gradio_client import Client
-
-        return Client(self.url, verbose=False, download_files=False, headers={"X-Forwarded-For": f"10.0.{user}.1"})
 
     def footprint(self) -> str:
         return f"{self.ps.memory_info().rss / 2**20:.0f} MB, {self.ps.num_threads()} threads"
@@ -96,7 +110,7 @@ class Server:
         stop_app(self.process)
 
 
-def concurrent_users(server: Server, prompts: list[str], users: int, seconds: float) -> Tally:
+def concurrent_users(server: Visitors, prompts: list[str], users: int, seconds: float) -> Tally:
     tally = Tally()
     deadline = time.monotonic() + seconds
 
@@ -130,17 +144,22 @@ def one_after_another(server: Server, prompts: list[str], replies: int) -> Tally
     return tally
 
 
-def row(name: str, tally: Tally, start: str, end: str) -> list[str]:
+FIGURES = ["completed", "queue full", "errors", "first audio ms", "tokens/s"]
+
+
+def figures(tally: Tally) -> list[str]:
+    """What the clients saw, in :data:`FIGURES` order."""
     return [
-        name,
         str(tally.completed),
         str(tally.queue_full),
         str(len(tally.errors)),
         median_p90(tally.first_audio, 1000),
         median_p90(tally.tokens_per_second, digits=1),
-        start,
-        end,
     ]
+
+
+def row(name: str, tally: Tally, start: str, end: str) -> list[str]:
+    return [name, *figures(tally), start, end]
 
 
 def bench_load(prompts_file: Path, limit: int | None, users: int = 8, minutes: float = 2.0, replies: int = 300) -> None:
@@ -163,18 +182,4 @@ def bench_load(prompts_file: Path, limit: int | None, users: int = 8, minutes: f
         for phase, tally, _ in tallies:
             for error in tally.errors[:5]:
                 print(f"  {phase}: {error}")
-    print(
-        table(
-            [
-                "phase",
-                "completed",
-                "queue full",
-                "errors",
-                "first audio ms",
-                "tokens/s",
-                "server at start",
-                "server at end",
-            ],
-            rows,
-        )
-    )
+    print(table(["phase", *FIGURES, "server at start", "server at end"], rows))

@@ -211,7 +211,9 @@ class LanguageModel:
         for _ in self.stream_reply(greeting, warm):
             pass
 
-    def _conversion_dir(self, source: ModelSource) -> Path:
+    def conversion_dir(self, source: ModelSource) -> Path:
+        """Where a GGUF's plain transformers copy is kept once converted (any transformers server
+        can load it from there)."""
         gguf = source.folder / str(source.gguf_file)
         stat = gguf.stat()
         return self.settings.model_cache_dir / f"{gguf.stem}-{stat.st_size}-{int(stat.st_mtime)}"
@@ -220,14 +222,14 @@ class LanguageModel:
         """A GGUF converted on an earlier start loads from its saved folder, skipping de-quantisation."""
         if source.gguf_file is None:
             return source.folder, None
-        converted = self._conversion_dir(source)
+        converted = self.conversion_dir(source)
         if (converted / "config.json").is_file():
             log.debug("Using the converted copy of %s at %s", source.gguf_file, converted)
             return converted, None
         return source.folder, source.gguf_file
 
     def _save_conversion(self, source: ModelSource) -> None:
-        target = self._conversion_dir(source)
+        target = self.conversion_dir(source)
         partial = target.with_name(target.name + ".partial")
         try:
             shutil.rmtree(partial, ignore_errors=True)
