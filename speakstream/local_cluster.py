@@ -65,6 +65,12 @@ class Recipe:
         return _replaced(site, "    listen 80;\n", f"    listen 127.0.0.1:{port};\n{front}")
 
 
+def visitor_address(number: int) -> str:
+    """A visitor's address, apart from the others' in every part: nginx's hash of near addresses
+    (10.0.0.1, 10.0.1.1, ...) may put them all on one server."""
+    return f"10.{(number * 73 + 11) % 256}.{(number * 151 + 7) % 256}.{number * 29 % 250 + 1}"
+
+
 def _replaced(text: str, old: str, new: str) -> str:
     if old not in text:
         raise ValueError(f"the README's {SECTION!r} no longer has {old!r}: update speakstream/local_cluster.py")

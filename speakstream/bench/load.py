@@ -25,6 +25,7 @@ from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import median_p90, table
 from speakstream.bench.speed import settings_env
 from speakstream.local_app import free_port, start_app, stop_app
+from speakstream.local_cluster import visitor_address
 
 TIMING = re.compile(r"first audio (\d+) ms · ([\d.]+) tokens/s")
 
@@ -80,9 +81,7 @@ class Visitors:
     def client(self, user: int):
         from gradio_client import Client
 
-        # Addresses apart in every part: a load balancer's hash of near ones (10.0.0.1, 10.0.1.1, ...)
-        # may put them all on one server.
-        address = f"10.{(user * 73 + 11) % 256}.{(user * 151 + 7) % 256}.{user * 29 % 250 + 1}"
+        address = visitor_address(user)
         return Client(self.url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
 
     def replies_started(self) -> float:

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from speakstream.local_app import ROOT
-from speakstream.local_cluster import Replicas, replicas_behind_nginx
+from speakstream.local_cluster import Replicas, replicas_behind_nginx, visitor_address
 from speakstream.ui.browser_storage import CUT_OFF_NOTE
 
 from support import WAIT_SECONDS, chat, chat_client
@@ -59,8 +59,8 @@ class Visits:
 
     def visitor_on(self, replica: int) -> str:
         """An address that nginx sends to ``replica`` (the hash decides; a few tries find one)."""
-        for number in range(1, 41):
-            address = f"10.9.{number}.1"
+        for number in range(100, 140):
+            address = visitor_address(number)
             if self.ask(chat_client(self.url, address)) == replica:
                 return address
         raise AssertionError(f"no visitor in 40 was sent to page server {replica}")
@@ -81,8 +81,8 @@ def replicas(transformers_serve: tuple[str, str], tmp_path_factory: pytest.TempP
 
 def test_each_visitor_stays_on_one_page_server_both_serve_and_each_counts_its_own(replicas: Visits) -> None:
     served: dict[str, list[int]] = {}
-    for number in range(1, 41):
-        address = f"10.8.{number}.1"
+    for number in range(40):
+        address = visitor_address(number)
         client = chat_client(replicas.url, address)
         served[address] = [replicas.ask(client), replicas.ask(client, "Thank you!")]
         if len(served) >= 3 and {first for first, _ in served.values()} == {0, 1}:
