@@ -47,15 +47,19 @@ class Recipe:
             raise ValueError(f"the README's {SECTION!r} changed shape: update speakstream/local_cluster.py")
         return cls(commands[0], *configs)
 
-    def page_server(self, port: int, model_url: str) -> tuple[dict[str, str], list[str]]:
-        """The environment and arguments of the `python app.py` line, for a page server on ``port``."""
+    def page_server(self, port: int, model_url: str, env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+        """The environment (the recipe's, under ``env``) and arguments of the `python app.py` line,
+        for a page server on ``port``; a value the shell would work out must be in ``env``."""
         line = next(line for line in self.command.replace("\\\n", " ").splitlines() if "python app.py" in line)
         words = shlex.split(line)
         at = words.index("python")
         arguments = " ".join(words[at + 2 :])
         arguments = _replaced(arguments, "--host 0.0.0.0 --port 7860", f"--host 127.0.0.1 --port {port}")
         arguments = _replaced(arguments, "http://model-server:8000", model_url)
-        return dict(word.split("=", 1) for word in words[:at]), arguments.split()
+        environment = {**dict(word.split("=", 1) for word in words[:at]), **env}
+        if unset := [name for name, value in environment.items() if "$" in value]:
+            raise ValueError(f"give {', '.join(unset)} a value: the README's recipe has the shell make it")
+        return environment, arguments.split()
 
     def nginx_site(self, port: int, upstream_ports: list[int]) -> str:
         """The configuration, listening on ``port`` in front of the page servers on ``upstream_ports``."""
@@ -72,6 +76,7 @@ def visitor_address(number: int) -> str:
 
 
 def _replaced(text: str, old: str, new: str) -> str:
+    """``text`` with ``old`` replaced, which must be there (else the README changed under us)."""
     if old not in text:
         raise ValueError(f"the README's {SECTION!r} no longer has {old!r}: update speakstream/local_cluster.py")
     return text.replace(old, new)
@@ -94,8 +99,27 @@ def model_server(folder: str, log: Path, timeout: float = 180) -> Iterator[str]:
             raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
         yield url
     finally:
-        process.terminate()
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
         process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def metric(url: str, name: str) -> float:
+    """One figure of the /metrics of the page server at ``url``."""
+    import httpx
+
+    text = httpx.get(f"{url.rstrip('/')}/metrics", timeout=10).text
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    if found is None:
+        raise ValueError(f"{name} is not in {url}'s /metrics")
+    return float(found.group(1))
 
 
 def _serves(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -115,6 +139,8 @@ def _serves(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
 
 @dataclass
 class Replicas:
+    """Page servers behind nginx, as started."""
+
     url: str  # nginx's
     ports: list[int]  # the page servers'
     processes: list[subprocess.Popen[bytes]]
@@ -135,14 +161,17 @@ def replicas_behind_nginx(count: int, model_url: str, env: dict[str, str], folde
     balancer = None
 
     def page_server(port: int) -> subprocess.Popen[bytes]:
-        environment, arguments = recipe.page_server(port, model_url)
+        environment, arguments = recipe.page_server(port, model_url, env)
         with (folder / f"page-{port}.log").open("w") as log:
-            return start_app(port, {**os.environ, **environment, **env}, log, arguments)
+            return start_app(port, {**os.environ, **environment}, log, arguments)
 
     try:
         with ThreadPoolExecutor(count) as starting:
-            for started in [starting.submit(page_server, port) for port in ports]:
-                processes.append(started.result())
+            starts = [starting.submit(page_server, port) for port in ports]
+        processes.extend(start.result() for start in starts if start.exception() is None)
+        for start in starts:  # (every one that started is stopped below)
+            if start.exception() is not None:
+                raise RuntimeError(f"a page server did not start (logs in {folder})") from start.exception()
         here = free_port()
         (folder / "speakstream.conf").write_text(recipe.nginx_site(here, ports))
         (folder / "nginx.conf").write_text(
@@ -161,7 +190,6 @@ def replicas_behind_nginx(count: int, model_url: str, env: dict[str, str], folde
         yield Replicas(url, ports, processes, folder)
     finally:
         if balancer is not None:
-            balancer.terminate()
-            balancer.wait(30)
+            _stop(balancer)
         for process in processes:
             stop_app(process)

@@ -96,6 +96,6 @@ def app_url(app: ChatApp) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def transformers_serve(model: LanguageModel, settings: Settings, tmp_path_factory) -> Iterator[tuple[str, str]]:
     """`transformers serve` on the bundled SmolLM2 (its converted copy), offline; yields (url, model id)."""
-    folder = str(settings.model_cache_dir / model.conversion_dir(model.source).name)
+    folder = str(model.conversion_dir(model.source))
     with model_server(folder, tmp_path_factory.mktemp("serve") / "serve.log") as url:
         yield url, folder

@@ -251,6 +251,7 @@ def test_a_new_message_stops_the_running_reply_before_it_waits_for_a_place() -> 
     events.wait_for("token 2")
     supersede(session)
     assert not running.thread.is_alive() and not running.completed()
+    assert "writing" not in running.outputs[-1][5][-1], "its last outputs keep it as a reply no longer written"
     events.add("superseded")
     events.wait_for("stopped")
     assert model.written == 3

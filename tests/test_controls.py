@@ -12,15 +12,9 @@ from speakstream.llm.pool import ModelPool
 from speakstream.server import assemble
 from speakstream.settings import Settings, problems
 from speakstream.text.admission import InvalidMessage, for_display
-from speakstream.text.conversation import content_text
+from speakstream.text.conversation import CUT_OFF_NOTE, content_text
 from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, reply_settings
-from speakstream.ui.browser_storage import (
-    CUT_OFF_NOTE,
-    SAVED_CONTROLS,
-    remember_chat,
-    remember_settings,
-    restore,
-)
+from speakstream.ui.browser_storage import SAVED_CONTROLS, remember_chat, remember_settings, restore
 from speakstream.ui.handlers import ChatApp, last_turn_removed, respond
 from speakstream.ui.page import build_ui
 from speakstream.voices import VoiceSet

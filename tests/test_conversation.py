@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from speakstream.text.admission import InvalidMessage, clean_message, for_display
-from speakstream.text.conversation import bounded_history, content_text, to_model_messages, trim_to_context
+from speakstream.text.conversation import (
+    CUT_OFF_NOTE,
+    bounded_history,
+    content_text,
+    to_model_messages,
+    trim_to_context,
+)
 
 
 def test_plain_message_passes_unchanged() -> None:
@@ -47,6 +53,20 @@ def test_gradio_content_blocks_become_text() -> None:
     assert content_text([{"type": "text", "text": "Hello "}, {"type": "text", "text": "there"}]) == "Hello there"
     assert content_text("plain") == "plain"
     assert content_text(None) == ""
+
+
+def test_the_note_on_a_reply_that_was_cut_off_is_shown_but_never_read_by_the_model() -> None:
+    history = [
+        {"role": "user", "content": "Tell me a story."},
+        {"role": "assistant", "content": f"Once upon a time\n\n{CUT_OFF_NOTE}"},
+        {"role": "user", "content": CUT_OFF_NOTE},  # a user who types it is read as typed
+        {"role": "assistant", "content": CUT_OFF_NOTE},  # cut off before any text: no turn at all
+    ]
+    assert [turn["content"] for turn in to_model_messages(history, "")] == [
+        "Tell me a story.",
+        "Once upon a time",
+        CUT_OFF_NOTE,
+    ]
 
 
 def test_history_becomes_model_messages_with_system_prompt_first() -> None:

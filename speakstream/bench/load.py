@@ -20,12 +20,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import median_p90, table
 from speakstream.bench.speed import settings_env
 from speakstream.local_app import free_port, start_app, stop_app
-from speakstream.local_cluster import visitor_address
+from speakstream.local_cluster import metric, visitor_address
 
 TIMING = re.compile(r"first audio (\d+) ms · ([\d.]+) tokens/s")
 
@@ -78,7 +79,7 @@ class Visitors:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def client(self, user: int):
+    def client(self, user: int) -> Any:
         from gradio_client import Client
 
         address = visitor_address(user)
@@ -86,10 +87,7 @@ class Visitors:
 
     def replies_started(self) -> float:
         """Replies this server has started, by its own /metrics."""
-        import httpx
-
-        metrics = httpx.get(f"{self.url}metrics", timeout=10).text
-        return float(re.search(r"^speakstream_replies_started_total (\S+)$", metrics, re.M).group(1))
+        return metric(self.url, "speakstream_replies_started_total")
 
 
 class Server(Visitors):

@@ -26,6 +26,11 @@ def content_text(content: Any) -> str:
     return ""
 
 
+# Written after a reply the page lost while it was being written (ui/browser_storage.py); the
+# page shows it, the model never reads it.
+CUT_OFF_NOTE = "*This reply was cut off: the page lost its connection to the server. Press Retry to ask again.*"
+
+
 def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> list[Message]:
     """Gradio's history as chat-template messages, with the system prompt first if one is set.
 
@@ -36,8 +41,8 @@ def to_model_messages(history: Sequence[dict[str, Any]], system_prompt: str) -> 
     for turn in history:
         role = turn.get("role")
         text = content_text(turn.get("content"))
-        if role == "user":
-            text = html.unescape(text)  # undo for_display()
+        # A user's text: undo for_display(). A reply's: without the page's note that it was cut off.
+        text = html.unescape(text) if role == "user" else text.removesuffix(CUT_OFF_NOTE).rstrip()
         text = without_markup(text)
         if role in ("user", "assistant") and text and not (turn.get("metadata") or {}).get("title"):
             messages.append({"role": str(role), "content": text})

@@ -17,12 +17,11 @@ import gradio as gr
 from speakstream.controls import BY_NAME, CONTROLS
 from speakstream.llm.pool import ModelPool
 from speakstream.llm.sources import ModelLoadError
-from speakstream.text.conversation import content_text
+from speakstream.text.conversation import CUT_OFF_NOTE, content_text
 from speakstream.voices import VoiceSet
 
 History = list[dict[str, Any]]
 MAX_SAVED_MESSAGES = 100
-CUT_OFF_NOTE = "*This reply was cut off: the page lost its connection to the server. Press Retry to ask again.*"
 
 
 # Every control of the page a browser keeps across reloads, in page order, with the types a

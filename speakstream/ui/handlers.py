@@ -224,7 +224,11 @@ def _stream_reply(
     spoken: list[np.ndarray] = []
     for update in app.pipeline.reply(messages, stop, options):
         if session.get("running", (None,))[0] is not stop:
-            return  # superseded by a newer message: its reply owns the chat now
+            # Superseded by a newer message (whose reply owns the chat from its first update,
+            # which waits for this one's end): this one is no longer being written.
+            view.saved = remember_chat(history)
+            yield view.outputs()
+            return
         if update.audio is None and not update.final and update.text == history[-1]["content"]:
             yield view.outputs()  # nothing new: Stop gets a turn
             continue
