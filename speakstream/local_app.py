@@ -46,29 +46,38 @@ def start_app(
     port: int, env: dict[str, str], log: IO[str] | int, args: Sequence[str] | None = None, timeout: float = 240
 ) -> subprocess.Popen[bytes]:
     """Start `python app.py` (by default with ``--port port``) and return once ``port`` serves its page."""
-    import httpx
-
     args = ["--port", str(port)] if args is None else list(args)
     process = subprocess.Popen(
         [sys.executable, "app.py", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
+    if serves(f"http://127.0.0.1:{port}/", process, timeout):
+        return process
+    if process.poll() is not None:
+        raise RuntimeError(f"app.py exited with {process.returncode}")
     process.kill()
     raise RuntimeError(f"app.py did not serve within {timeout:.0f} s")
 
 
+def serves(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Whether ``url`` answers 200 within ``timeout`` seconds, while ``process`` (its server) runs."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def stop_app(process: subprocess.Popen[bytes]) -> None:
+    """Stop a server started here: asked first, killed if it does not stop."""
     process.terminate()
     try:
         process.wait(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
+        process.wait()

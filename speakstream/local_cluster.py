@@ -15,14 +15,13 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from speakstream.local_app import ROOT, free_port, start_app, stop_app
+from speakstream.local_app import ROOT, free_port, serves, start_app, stop_app
 
 SECTION = "Growing beyond one machine"
 TEMP_PATHS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")  # nginx's default folders need root
@@ -95,20 +94,11 @@ def model_server(folder: str, log: Path, timeout: float = 180) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
     try:
-        if not _serves(f"{url}/v1/models", process, timeout):
+        if not serves(f"{url}/v1/models", process, timeout):
             raise RuntimeError(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
         yield url
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        stop_app(process)
 
 
 def metric(url: str, name: str) -> float:
@@ -120,21 +110,6 @@ def metric(url: str, name: str) -> float:
     if found is None:
         raise ValueError(f"{name} is not in {url}'s /metrics")
     return float(found.group(1))
-
-
-def _serves(url: str, process: subprocess.Popen[bytes], timeout: float) -> bool:
-    """Whether ``url`` answers 200 within ``timeout`` seconds, while ``process`` runs."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    return False
 
 
 @dataclass
@@ -185,11 +160,11 @@ def replicas_behind_nginx(count: int, model_url: str, env: dict[str, str], folde
         )
         balancer = subprocess.Popen([nginx, "-p", str(folder), "-c", str(folder / "nginx.conf")])
         url = f"http://127.0.0.1:{here}/"
-        if not _serves(url, balancer, 30):
+        if not serves(url, balancer, 30):
             raise RuntimeError(f"nginx did not serve the page:\n{(folder / 'error.log').read_text()[-3000:]}")
         yield Replicas(url, ports, processes, folder)
     finally:
         if balancer is not None:
-            _stop(balancer)
+            stop_app(balancer)
         for process in processes:
             stop_app(process)

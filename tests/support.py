@@ -48,16 +48,6 @@ def wait_until(condition: Callable[[], object], timeout: float = WAIT_SECONDS, i
 PIRATE_WORDS = {"pirate", "pirates", "ship", "sea", "captain", "arr", "arrr", "treasure", "sail", "sailing"}
 
 
-def answers_models(url: str) -> bool:
-    """Whether an OpenAI-compatible server at ``url`` is up (it lists its models)."""
-    import httpx
-
-    try:
-        return httpx.get(f"{url}/v1/models", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def own_openmp_threads() -> int:
     """The calling thread's own OpenMP thread count, as OpenMP itself reports it."""
     import torch

@@ -14,7 +14,13 @@ from speakstream.settings import Settings, problems
 from speakstream.text.admission import InvalidMessage, for_display
 from speakstream.text.conversation import CUT_OFF_NOTE, content_text
 from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, reply_settings
-from speakstream.ui.browser_storage import SAVED_CONTROLS, remember_chat, remember_settings, restore
+from speakstream.ui.browser_storage import (
+    SAVED_CONTROLS,
+    remember_chat,
+    remember_settings,
+    restore,
+    with_reply_being_written,
+)
 from speakstream.ui.handlers import ChatApp, last_turn_removed, respond
 from speakstream.ui.page import build_ui
 from speakstream.voices import VoiceSet
@@ -150,7 +156,7 @@ def test_a_reply_the_page_lost_while_it_was_written_comes_back_with_a_note_that_
     voices, models = VoiceSet({voice.key: voice}, voice.key), ModelPool(Settings(), ScriptedModel())
     asked = [{"role": "user", "content": "Tell me a story."}]
     for so_far, shown in (("Once upon", f"Once upon\n\n{CUT_OFF_NOTE}"), ("", CUT_OFF_NOTE)):
-        writing = remember_chat([*asked, {"role": "assistant", "content": so_far}], writing=True)
+        writing = with_reply_being_written(remember_chat(asked), so_far)
         assert restore(voices, models, writing, None)[0] == [*asked, {"role": "assistant", "content": shown}]
     finished = remember_chat([*asked, {"role": "assistant", "content": "Once upon a time."}])
     assert restore(voices, models, finished, None)[0][-1]["content"] == "Once upon a time."

@@ -128,7 +128,7 @@ def test_gguf_file_is_loaded_directly(bundled_gguf: Path) -> None:
 
 def test_local_folder_loads_and_answers(model: LanguageModel, settings: Settings, bundled_gguf: Path) -> None:
     """The converted copy that the first load saved is an ordinary transformers folder."""
-    folder = settings.model_cache_dir / model.conversion_dir(model.source).name
+    folder = model.conversion_dir(model.source)
     assert (folder / "model.safetensors").is_file()
     source = resolve_model_source(str(folder))
     assert source.origin.startswith("local folder") and source.gguf_file is None
@@ -138,7 +138,7 @@ def test_local_folder_loads_and_answers(model: LanguageModel, settings: Settings
 
 def test_hub_id_loads_from_the_hub_cache(model: LanguageModel, settings: Settings, tmp_path: Path) -> None:
     """A hub id already in the Hugging Face cache loads without the network."""
-    converted = settings.model_cache_dir / model.conversion_dir(model.source).name
+    converted = model.conversion_dir(model.source)
     repo = tmp_path / ("models--" + DEFAULT_LLM.replace("/", "--"))
     commit = "0" * 40
     shutil.copytree(converted, repo / "snapshots" / commit)

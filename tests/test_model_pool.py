@@ -33,7 +33,7 @@ from fakes import Events, ScriptedModel
 def model_folders(model: LanguageModel, settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     """Three model folders (a, b, c) holding the real 135M model: links to the converted copy
     of the bundled GGUF that the first load saved."""
-    converted = settings.model_cache_dir / model.conversion_dir(model.source).name
+    converted = model.conversion_dir(model.source)
     root = tmp_path_factory.mktemp("models")
     for name in ("model-a", "model-b", "model-c"):
         (root / name).mkdir()

@@ -80,7 +80,7 @@ def test_a_port_in_use_exits_with_a_message(bundled_gguf: Path) -> None:
 
 
 def test_a_model_without_a_chat_template_exits_with_a_message(model, settings, tmp_path: Path) -> None:
-    converted = settings.model_cache_dir / model.conversion_dir(model.source).name
+    converted = model.conversion_dir(model.source)
     plain = tmp_path / "no-template"
     shutil.copytree(converted, plain)
     (plain / "chat_template.jinja").unlink()

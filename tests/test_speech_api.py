@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import soxr
 
+from speakstream.local_app import serves, stop_app
 from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.ui.handlers import ChatView, respond
@@ -33,7 +34,7 @@ from speakstream.voices import VoiceSet, server_voices
 from speakstream.voices.endpoint import PCM_RATE, EndpointVoice, SpeechServer, WavStream
 
 from fakes import ASK, ScriptedModel, pipeline_for, scripted_server
-from support import WAIT_SECONDS, answers_models, free_port, wait_until, words
+from support import free_port, words
 
 JOE = "en_US-joe-medium"
 TEXT = "The first sentence is short. The second one is a little longer than that. And a third."
@@ -263,12 +264,10 @@ def local_tts_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        ready = wait_until(lambda: answers_models(url) or process.poll() is not None, timeout=120)
-        assert ready and process.poll() is None, (data / "server.log").read_text()[-3000:]
+        assert serves(f"{url}/v1/models", process, timeout=120), (data / "server.log").read_text()[-3000:]
         yield url
     finally:
-        process.terminate()
-        process.wait(WAIT_SECONDS)
+        stop_app(process)
 
 
 @pytest.mark.slow

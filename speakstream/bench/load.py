@@ -26,7 +26,7 @@ from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import median_p90, table
 from speakstream.bench.speed import settings_env
 from speakstream.local_app import free_port, start_app, stop_app
-from speakstream.local_cluster import metric, visitor_address
+from speakstream.local_cluster import visitor_address
 
 TIMING = re.compile(r"first audio (\d+) ms · ([\d.]+) tokens/s")
 
@@ -84,10 +84,6 @@ class Visitors:
 
         address = visitor_address(user)
         return Client(self.url, verbose=False, download_files=False, headers={"X-Forwarded-For": address})
-
-    def replies_started(self) -> float:
-        """Replies this server has started, by its own /metrics."""
-        return metric(self.url, "speakstream_replies_started_total")
 
 
 class Server(Visitors):

@@ -18,7 +18,7 @@ from speakstream.bench.replies import load_prompts
 from speakstream.bench.report import table
 from speakstream.llm.model import LanguageModel
 from speakstream.llm.sources import ModelSource, find_bundled_gguf
-from speakstream.local_cluster import model_server, replicas_behind_nginx
+from speakstream.local_cluster import metric, model_server, replicas_behind_nginx
 from speakstream.settings import Settings
 
 
@@ -45,7 +45,8 @@ def bench_replicas(settings: Settings, prompts_file: Path, limit: int | None, us
             with replicas_behind_nginx(count, model_url, env, scratch / str(count)) as replicas:
                 print(f"{users} users for {minutes:g} min, {count} page server(s) behind nginx", flush=True)
                 tally = concurrent_users(Visitors(replicas.url), prompts, users, minutes * 60)
-                served = [Visitors(f"http://127.0.0.1:{port}/").replies_started() for port in replicas.ports]
+                started = "speakstream_replies_started_total"  # by each page server's own /metrics
+                served = [metric(f"http://127.0.0.1:{port}", started) for port in replicas.ports]
             rows.append([str(count), *figures(tally), " + ".join(f"{replies:.0f}" for replies in served)])
             for error in tally.errors[:5]:
                 print(f"  {count} page server(s): {error}")

