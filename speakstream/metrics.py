@@ -73,7 +73,13 @@ class Metrics:
         self.speech_to_audio = Histogram(
             "speakstream_speech_end_to_first_audio_seconds",
             "Seconds from the end of a spoken message (its closing silence detected) to the reply's first audio",
-            buckets=(0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0),
+            buckets=(0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0),
+            registry=self.registry,
+        )
+        self.early_answers = Counter(
+            "speakstream_early_answers",
+            "Answers prepared while the speaker paused: shown (the pause ended the turn) or dropped (they spoke on)",
+            ["outcome"],
             registry=self.registry,
         )
         self.listening = Gauge(

@@ -145,6 +145,17 @@ def test_a_new_message_stops_the_reply_still_running_in_the_same_session() -> No
     assert wait_until(lambda: not generation_threads())
 
 
+def test_a_reply_closed_at_its_first_update_has_ended_so_the_next_message_does_not_wait() -> None:
+    # Gradio stops pulling a cancelled reply wherever it is; a spoken answer dropped in a pause
+    # closes its reply at once. The session's next reply waits for the old one to have ended.
+    handlers, session = app(ScriptedModel(ANSWER)), {}
+    replies = respond(handlers, "Tell me a long story.", [], ReplyChoices(), session)
+    next(replies)
+    replies.close()
+    assert session["running"][0].is_set() and session["running"][1].is_set()
+    assert "speakstream_replies_running 0.0" in handlers.metrics.text().decode()
+
+
 def test_each_client_has_its_own_rate_limit_which_a_new_session_does_not_reset() -> None:
     handlers = app(rate_limit=2, rate_window=60)
     text_only = ReplyChoices(text_only=True)

@@ -142,6 +142,32 @@ def test_words_recognized_during_a_pause_the_user_spoke_on_after_are_not_used() 
     assert utterance.early is not None and recognize.asked[-1] == len(utterance.samples)
 
 
+def test_a_pause_is_answered_paused_once_and_a_claimed_pause_that_ends_the_turn_is_answered() -> None:
+    listener = Listener(Loudness(), RULES, Recognizer())
+    answers = pieces(listener, np.concatenate([burst(1.0), silence(0.4)]))
+    assert answers.count("paused") == 1 and "ended" not in answers
+    pause = listener.claim()
+    assert pause is not None and listener.claim() is None  # one answer per pause
+    assert listener.decided(pause) is True  # the pause goes on
+    answers = pieces(listener, silence(1.0))
+    assert "answered" in answers and "ended" not in answers  # the page need not ask again
+    utterance = listener.decided(pause)
+    assert utterance is not None and utterance is not True and utterance.early is pause.early
+    assert len(utterance.samples) == len(pause.samples) and listener.take() is None  # handed out once
+
+
+def test_a_claimed_pause_the_user_spoke_on_after_is_decided_against() -> None:
+    listener = Listener(Loudness(), RULES, Recognizer())
+    pieces(listener, np.concatenate([burst(0.5), silence(0.4)]))
+    pause = listener.claim()
+    assert pause is not None
+    pieces(listener, burst(0.3))
+    assert listener.decided(pause) is False
+    answers = pieces(listener, silence(1.0))
+    assert answers.count("paused") == 1 and "ended" in answers  # unclaimed: the page asks at the end
+    assert listener.take() is not None
+
+
 def test_early_recognition_never_queues_up_behind_a_busy_recognizer() -> None:
     from speakstream.hearing.recognition import Recognition
 

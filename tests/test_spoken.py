@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,7 +26,7 @@ from speakstream.ui.spoken import NO_WORDS, VOICE_INPUT_OFF, SpokenMessages, hea
 from speakstream.voices import VoiceSet
 
 from fakes import Events, ScriptedModel, SilentVoice, hold_until
-from support import Driven
+from support import WAIT_SECONDS, Driven
 
 ANSWER = "Paris is the capital of France. It is lovely in spring."
 QUESTION = "What is the capital of France?"
@@ -65,8 +66,8 @@ def request(address: str = "10.0.0.1") -> SimpleNamespace:
     return SimpleNamespace(client=SimpleNamespace(host=address), headers=Headers(raw=[]))
 
 
-def event(listening: str) -> SimpleNamespace:
-    return SimpleNamespace(listening=listening)
+def event(listening: str, early: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(listening=listening, early=early)
 
 
 def controls(session: dict) -> list:
@@ -80,13 +81,55 @@ def pcm_pieces(samples: np.ndarray, size: int = 1600) -> list[str]:
     return [base64.b64encode(ints[start : start + size].tobytes()).decode() for start in range(0, len(ints), size)]
 
 
-def say(handlers: ChatApp, listening: str, samples: np.ndarray) -> list[str]:
-    """Send ``samples`` (16 kHz) from the page ``listening``; the states it was answered."""
-    padded = np.concatenate([samples, np.zeros(RATE, np.float32)])
+def say(handlers: ChatApp, listening: str, samples: np.ndarray, after: float = 1.0, first: bool = True) -> list[str]:
+    """Send ``samples`` (16 kHz) then ``after`` s of silence from the page ``listening``; the
+    states it was answered (``first``: these begin what the page sends)."""
+    padded = np.concatenate([samples, np.zeros(round(after * RATE), np.float32)])
     return [
-        hear(handlers, {"id": listening, "pcm": pcm, "first": index == 0, "last": False})["state"]
+        hear(handlers, {"id": listening, "pcm": pcm, "first": first and index == 0, "last": False})["state"]
         for index, pcm in enumerate(pcm_pieces(padded))
     ]
+
+
+def test_an_answer_asked_for_in_a_pause_is_shown_only_once_the_pause_ends_the_turn(speech: bytes) -> None:
+    events = Events()
+    handlers = app(ScriptedRecognizer(), ScriptedModel(ANSWER, events=events), rate_limit=1)
+    question = decode_wav(speech, AudioLimits())
+    states = say(handlers, "page-1", question, after=0.0)  # the file ends in 0.5 s of silence
+    assert "paused" in states and "ended" not in states  # the page asks for the answer now
+    answer = Driven(SpokenMessages(handlers).heard(request(), event("page-1", early=True), [], *controls({})))
+    events.wait_for("wrote all")
+    assert answer.thread.is_alive() and answer.outputs == []  # written, held back: the pause may not end the turn
+    assert "answered" in say(handlers, "page-1", np.zeros(0, np.float32), after=0.5, first=False)
+    assert answer.ended() and answer.completed()
+    assert [turn["content"] for turn in ChatView.of(answer.outputs[-1]).history] == [QUESTION, ANSWER]
+    assert handlers.limits.waiting("10.0.0.1") > 0  # counted as one message once shown
+    assert 'speakstream_early_answers_total{outcome="shown"} 1.0' in handlers.metrics.text().decode()
+
+
+def test_an_answer_asked_for_in_a_pause_the_user_spoke_on_after_is_dropped_uncounted(speech: bytes) -> None:
+    events, session = Events(), {}
+
+    def pace(token: int) -> None:  # token 2 once the user speaks on; token 4 once the reply is told to stop
+        if token == 2:
+            events.wait_for("spoke on")
+        if token == 4:
+            session["running"][0].wait(WAIT_SECONDS)
+
+    handlers = app(ScriptedRecognizer(), ScriptedModel(ANSWER, events=events, before_token=pace), rate_limit=1)
+    question = decode_wav(speech, AudioLimits())
+    say(handlers, "page-1", question, after=0.0)
+    answer = SpokenMessages(handlers).heard(request(), event("page-1", early=True), [], *controls(session))
+    said = Driven(itertools.islice(answer, 1))  # pulled once, as Gradio pulls: it may not pull again soon
+    events.wait_for("token 1")
+    say(handlers, "page-1", question, after=0.0, first=False)  # the user speaks on
+    events.add("spoke on")
+    assert said.ended() and all(isinstance(value, dict) for value in said.outputs[0])  # all gr.skip()
+    # Its reply ended before it said so: the answer to the next pause does not wait for it.
+    assert session["running"][1].is_set()
+    events.wait_for("stopped")  # the model stopped before writing token 4
+    assert handlers.limits.waiting("10.0.0.1") == 0  # not a message: not counted
+    assert 'speakstream_early_answers_total{outcome="dropped"} 1.0' in handlers.metrics.text().decode()
 
 
 def last_text(outputs: tuple) -> str:

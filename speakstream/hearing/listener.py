@@ -3,10 +3,15 @@ of them the server keeps.
 
 The page sends audio only while its microphone hears more than its own background noise, so a
 page that listens in silence costs the server nothing. Each piece answers with the turn's state:
-``speaking`` (the page silences a reply being spoken), ``ended`` (the page asks for the answer,
-which takes the utterance), ``idle`` (sound but no speech for a while: the page stops sending
-until it hears more) or ``quiet``. When the user pauses, the words so far are recognized at once,
-so that the answer does not wait for recognition if the pause turns out to end the turn.
+``speaking`` (the page silences a reply being spoken), ``paused``, ``ended`` (the page asks for
+the answer, which takes the utterance), ``answered`` (ended, and an answer already has it),
+``idle`` (sound but no speech for a while: the page stops sending until it hears more) or
+``quiet``.
+
+When the user pauses, the words so far are recognized at once and the piece answers ``paused``:
+the page then asks for the answer straight away, and that answer is prepared while the pause
+lasts, shown only if the pause ends the turn (:meth:`Listener.claim`, :meth:`Listener.decided`).
+So neither recognition nor the reply's first words wait for the end of the turn to be certain.
 """
 
 from __future__ import annotations
@@ -44,6 +49,14 @@ class Utterance:
     ended_at: float = 0.0  # when the turn's end was heard (time.monotonic())
 
 
+@dataclass(frozen=True)
+class Pause:
+    """A pause in the user's speech that may end the turn: the words before it, being recognized."""
+
+    samples: np.ndarray
+    early: Future[Transcript]
+
+
 class Listener:
     """One page's turn in progress, and the utterance it ended with until the answer takes it."""
 
@@ -54,7 +67,8 @@ class Listener:
         self.turn = Turn(vad.stream(), rules)
         self.ready: Utterance | None = None
         self.early: tuple[int, Future[Transcript]] | None = None  # (utterance length, its recognition)
-        self.lock = threading.Lock()
+        self.claimed: Future[Transcript] | None = None  # the pause an answer waits on
+        self.lock = threading.Condition()
 
     def hear(self, samples: np.ndarray, finish: bool = False) -> str:
         """Hear the next piece; the turn's state after it (see the module's docstring).
@@ -70,29 +84,76 @@ class Listener:
                 self._restart()
                 return "idle"
             if state == "speaking":
-                self._recognize_at_pause()
+                if self.early and self.early[0] != self._words_so_far():
+                    self.early = None  # the user spoke on: that pause did not end the turn
+                if self._recognize_at_pause():
+                    state = "paused"
             elif state == "ended":
                 samples = self.turn.utterance()
                 early = self.early[1] if self.early and self.early[0] == len(samples) else None
                 self.ready = Utterance(samples, early, time.monotonic())
+                if early is not None and early is self.claimed:
+                    state = "answered"
                 self._restart()
             elif state in ("too_long", "no_speech"):
                 self._restart()
+            self.lock.notify_all()
             return state
 
     def restart(self) -> None:
         """The page starts sending anew (it had stopped): what it sent before is forgotten."""
         with self.lock:
             self._restart()
+            self.lock.notify_all()
 
-    def _recognize_at_pause(self) -> None:
+    def claim(self) -> Pause | None:
+        """The pause the user is in now, for an answer prepared while it lasts (None: no pause
+        being recognized, or another answer has it). The turn's end then answers ``answered``."""
+        with self.lock:
+            if self.early is None or self.early[1] is self.claimed:
+                return None
+            self.claimed = self.early[1]
+            return Pause(self.turn.utterance_before_pause(), self.claimed)
+
+    def decided(self, pause: Pause, wait: float = 0.0) -> Utterance | bool:
+        """Whether ``pause`` ended the turn: its utterance (taken), False when the user spoke on
+        or the page started anew, True while the pause goes on (``wait``: seconds to wait for a
+        decision). The claim ends with the decision."""
+        with self.lock:
+            self.lock.wait_for(lambda: self._decision(pause) is not True, timeout=wait)
+            decision = self._decision(pause)
+            if decision is not True:
+                self.release(pause)
+            if isinstance(decision, Utterance):
+                self.ready = None
+            return decision
+
+    def release(self, pause: Pause) -> None:
+        """No answer waits on ``pause`` any more."""
+        with self.lock:
+            if self.claimed is pause.early:
+                self.claimed = None
+
+    def _decision(self, pause: Pause) -> Utterance | bool:
+        if self.ready is not None and self.ready.early is pause.early:
+            return self.ready
+        return bool(self.early and self.early[1] is pause.early)
+
+    def _words_so_far(self) -> int:
+        """Samples of the utterance before the silence the turn is in now (before joining them)."""
+        return (len(self.turn.frames) - self.turn.run) * FRAME
+
+    def _recognize_at_pause(self) -> bool:
+        """Whether words were sent to be recognized now (the user has just paused long enough)."""
         paused = self.turn.run >= self.rules.frames(EARLY_AFTER_SECONDS)
         if not (paused and self.recognize):
-            return
-        length = (len(self.turn.frames) - self.turn.run) * FRAME  # the words so far, before joining them
-        if self.early is None or self.early[0] != length:
-            started = self.recognize(self.turn.utterance_before_pause())
-            self.early = (length, started) if started is not None else None
+            return False
+        length = self._words_so_far()
+        if self.early is not None and self.early[0] == length:
+            return False
+        started = self.recognize(self.turn.utterance_before_pause())
+        self.early = (length, started) if started is not None else None
+        return started is not None
 
     def _restart(self) -> None:
         self.turn = Turn(self.vad.stream(), self.rules)
@@ -127,11 +188,10 @@ class Listeners:
                 self._listeners.popitem(last=False)
             return listener
 
-    def take(self, session: str) -> Utterance | None:
-        """``session``'s finished utterance, once."""
+    def find(self, session: str) -> Listener | None:
+        """``session``'s listener, if the server still keeps it."""
         with self._lock:
-            listener = self._listeners.get(session)
-        return listener.take() if listener else None
+            return self._listeners.get(session)
 
     def __len__(self) -> int:
         return len(self._listeners)

@@ -51,10 +51,13 @@ class Refused(ValueError):
         self.reason = reason
 
 
-def admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tuple[str, Settings, str]:
+def admit(
+    app: ChatApp, message: str, choices: ReplyChoices, client: str, count: bool = True
+) -> tuple[str, Settings, str]:
     """The cleaned message, this reply's settings and its model, or :class:`Refused` saying why not.
 
-    The client's message is counted against its rate limit only once everything else is fine.
+    The client's message is counted against its rate limit only once everything else is fine
+    (``count``: False for an answer prepared before it is known to be a message; see ``spoken``).
     """
     settings = app.settings
     try:
@@ -80,7 +83,7 @@ def admit(app: ChatApp, message: str, choices: ReplyChoices, client: str) -> tup
         )
     if isinstance(loading.exception(), ModelLoadError):
         raise Refused(str(loading.exception()), "model_refused")
-    if wait := app.limits.check(client):
+    if wait := (app.limits.check(client) if count else app.limits.waiting(client)):
         raise too_quick(wait)
     return text, chosen, spec
 

@@ -14,7 +14,6 @@ import dataclasses
 import html
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -133,12 +132,13 @@ def respond(
     session: dict[str, Any] | None = None,
     client: str = "local",
     page_here: bool = False,
-    heard_at: float | None = None,
+    spoken: bool = False,
+    count: bool = True,
 ) -> Iterator[ChatOutputs]:
     """Stream one reply into the chat and the speaker; one tuple of outputs per update.
 
-    ``heard_at``: for a spoken message, when its speech ended (``time.monotonic()``); the message
-    box then keeps whatever is typed in it.
+    ``spoken``: the message was spoken, so the message box keeps whatever is typed in it.
+    ``count``: False when the caller counts the message against the rate limit itself.
     A message that cannot be sent stays in the box and the user sees why (an empty or too
     long message or system prompt, a word on the list, a model this server will not load or
     that is still loading, too many messages from this client). A new message stops the
@@ -150,7 +150,7 @@ def respond(
     session = {} if session is None else session
     choices = choices or ReplyChoices()
     try:
-        text, chosen, spec = admit(app, message, choices, client)
+        text, chosen, spec = admit(app, message, choices, client, count)
     except Refused as refusal:
         log.info("Refused a message (%s)", refusal.reason)
         metrics.refusals.labels(refusal.reason).inc()
@@ -172,11 +172,11 @@ def respond(
     outcome = "stopped"
     # The browser keeps the reply as it is written, marked unfinished until it ends.
     earlier = remember_chat(history[:-1])
-    cleared = "" if heard_at is None else gr.skip()
+    cleared = gr.skip() if spoken else ""
     view = ChatView(cleared, history, stream.start(), saved=with_reply_being_written(earlier, ""))
-    yield view.outputs()
-    view.message = gr.skip()
-    try:
+    try:  # from the first update: a reply closed at any update has ended (the next one waits for that)
+        yield view.outputs()
+        view.message = gr.skip()
         with app.models.lease(spec) as model:
             options = pipeline.options(
                 model,
@@ -187,7 +187,7 @@ def respond(
                 page_here=page_here,
                 replayable=replay,
             )
-            for outputs in _stream_reply(app, messages, view, earlier, stop, options, session, stream, heard_at):
+            for outputs in _stream_reply(app, messages, view, earlier, stop, options, session, stream):
                 if ChatView.of(outputs).completed:
                     outcome = "completed"
                 yield outputs
@@ -219,7 +219,6 @@ def _stream_reply(
     options: ReplyOptions,
     session: dict[str, Any],
     stream: AudioStream,
-    heard_at: float | None = None,
 ) -> Iterator[ChatOutputs]:
     """The reply's text, its audio for the page's player, then its whole audio, timings and the saved chat."""
     rate = app.pipeline.sample_rate
@@ -238,8 +237,6 @@ def _stream_reply(
         history[-1] = {"role": "assistant", "content": update.text}
         view.saved = with_reply_being_written(earlier, update.text)  # (the final update: below)
         if update.audio is not None:
-            if not spoken and heard_at is not None:
-                app.metrics.speech_to_audio.observe(time.monotonic() - heard_at)
             spoken.append(update.audio)
             view.player = stream.segment(update.audio, update.spoken)
             yield view.outputs()

@@ -2,6 +2,11 @@
 or a WAV sent through the API, its words recognized, then answered exactly as a typed message
 (:func:`speakstream.ui.handlers.respond`: the same limits, history, settings, Stop and saving).
 
+The page asks for the answer as soon as the user pauses: it is written and spoken while the pause
+lasts but held back, then shown at once if the pause ends the turn, or dropped (not counted as a
+message) if the user speaks on. The wait after the user stops is then the end-of-turn silence
+alone, not that plus recognition plus the reply's first words.
+
 Audio is never written to disk nor logged; a message about it says what was wrong, never what
 was said.
 """
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import logging
 import time
 from collections.abc import Iterator
@@ -18,10 +24,11 @@ from typing import Any
 import gradio as gr
 
 from speakstream.hearing.audio_in import AudioLimits, BadAudio, decode_pcm, decode_wav, too_long
-from speakstream.hearing.listener import Utterance
+from speakstream.hearing.listener import Listener, Pause, Utterance
+from speakstream.hearing.transcriber import Transcript
 from speakstream.hearing.turns import holds_speech
 from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, choices_from, too_quick
-from speakstream.ui.handlers import ChatApp, ChatOutputs, ChatView, History, respond
+from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, ChatOutputs, ChatView, History, respond
 from speakstream.ui.request_identity import client_address, page_on_this_machine
 
 log = logging.getLogger(__name__)
@@ -29,6 +36,9 @@ log = logging.getLogger(__name__)
 VOICE_INPUT_OFF = "Voice input is off on this server: type your message instead."
 NO_WORDS = "No words were heard. Please say it again."
 NOT_A_WAV = "That is not audio SpeakStream can read: send a WAV file in base64."
+# An answer prepared in a pause gives up when the page has sent nothing that decides it for this
+# long past the end-of-turn silence (the page was closed or lost its connection).
+PAUSE_DECIDED_WITHIN = 5.0
 
 
 def hear(app: ChatApp, piece: Any, client: str = "local") -> dict[str, str]:
@@ -72,17 +82,26 @@ class SpokenMessages:
         self, request: gr.Request, event: gr.EventData, history: History | None, *controls: Any
     ) -> Iterator[ChatOutputs]:
         """The page's spoken message: the utterance its listener (``event.listening``, the page's id)
-        ended a moment ago; ``controls``: the reply controls in :class:`ReplyChoices` order, then the session."""
+        ended a moment ago or, with ``event.early``, the pause the user is in now (answered if the
+        pause ends the turn); ``controls``: the reply controls in :class:`ReplyChoices` order, then the session."""
         app = self.app
         *values, session = controls
         choices = ReplyChoices(**dict(zip(REPLY_CONTROLS, values, strict=True)))
         listening = getattr(event, "listening", None)
-        utterance = app.listeners.take(listening) if app.listeners and isinstance(listening, str) else None
+        listener = app.listeners.find(listening[:64]) if app.listeners and isinstance(listening, str) else None
+        hops = app.settings.proxy_hops
+        client, page_here = client_address(request, hops), page_on_this_machine(request, hops)
+        if getattr(event, "early", False):
+            pause = listener.claim() if listener else None
+            if pause is None:  # already decided, or another answer has it: the turn's end asks if it must
+                yield _UNCHANGED
+                return
+            yield from _answer_in_pause(app, listener, pause, history, choices, session, client, page_here)
+            return
+        utterance = listener.take() if listener else None
         if utterance is None:
             yield from _refused(app, history, NO_WORDS, "no_speech")
             return
-        hops = app.settings.proxy_hops
-        client, page_here = client_address(request, hops), page_on_this_machine(request, hops)
         yield from _answer(app, utterance, history, choices, session, client, page_here)
 
     def talk(
@@ -140,14 +159,86 @@ def _answer(
     if wait := app.limits.waiting(client):  # before recognizing: that is the costly part
         yield from _refused(app, history, str(too_quick(wait)), "rate_limit")
         return
-    voice = app.voices.get(choices.voice)
-    transcript = app.recognition.words(utterance, voice.language if voice else None)
-    app.metrics.utterances.inc()
-    app.metrics.transcription.observe(transcript.seconds)
+    transcript = _words(app, utterance, choices)
+    _recognized(app, transcript)
     if not transcript.text:
         yield from _refused(app, history, NO_WORDS, "no_speech")
         return
-    yield from respond(app, transcript.text, history, choices, session, client, page_here, heard_at=utterance.ended_at)
+    replies = respond(app, transcript.text, history, choices, session, client, page_here, spoken=True)
+    yield from _first_audio_timed(app, utterance, replies)
+
+
+def _answer_in_pause(
+    app: ChatApp,
+    listener: Listener,
+    pause: Pause,
+    history: History | None,
+    choices: ReplyChoices,
+    session: dict[str, Any] | None,
+    client: str,
+    page_here: bool,
+) -> Iterator[ChatOutputs]:
+    """The answer to the words before ``pause``, written while the pause lasts and held back: shown
+    when the pause ends the turn, dropped when the user speaks on (see the module's docstring)."""
+    replies: Iterator[ChatOutputs] | None = None
+    try:
+        transcript = _words(app, Utterance(pause.samples, pause.early), choices)
+        if not transcript.text or app.limits.waiting(client):  # refused only if it turns out to be a message
+            decision = listener.decided(pause, wait=app.listeners.rules.end_silence + PAUSE_DECIDED_WITHIN)
+            yield from (
+                _answer(app, decision, history, choices, session, client, page_here)
+                if isinstance(decision, Utterance)
+                else [_UNCHANGED]
+            )
+            return
+        replies = respond(app, transcript.text, history, choices, session, client, page_here, spoken=True, count=False)
+        held: list[ChatOutputs] = []
+        decision: Utterance | bool = True
+        for outputs in replies:
+            held.append(outputs)
+            decision = listener.decided(pause)
+            if decision is not True:
+                break
+        if decision is True:  # the whole reply was written before the pause was over
+            decision = listener.decided(pause, wait=app.listeners.rules.end_silence + PAUSE_DECIDED_WITHIN)
+        if not isinstance(decision, Utterance):
+            replies.close()  # before anything is yielded: a newer answer waits for this one to end
+            app.metrics.early_answers.labels("dropped").inc()
+            yield _UNCHANGED
+            return
+        app.metrics.early_answers.labels("shown").inc()
+        app.limits.check(client)  # now it is a message
+        _recognized(app, transcript)
+        yield from _first_audio_timed(app, decision, itertools.chain(held, replies))
+    finally:
+        if replies is not None:
+            replies.close()  # cancelled: the model and the voice stop
+        listener.release(pause)
+
+
+def _words(app: ChatApp, utterance: Utterance, choices: ReplyChoices) -> Transcript:
+    voice = app.voices.get(choices.voice)
+    return app.recognition.words(utterance, voice.language if voice else None)
+
+
+def _recognized(app: ChatApp, transcript: Transcript) -> None:
+    app.metrics.utterances.inc()
+    app.metrics.transcription.observe(transcript.seconds)
+
+
+def _first_audio_timed(app: ChatApp, utterance: Utterance, replies: Iterator[ChatOutputs]) -> Iterator[ChatOutputs]:
+    """``replies``, timing the first that carries audio from the end of the utterance."""
+    waiting = True
+    for outputs in replies:
+        player = ChatView.of(outputs).player
+        if waiting and isinstance(player, dict) and player.get("segments"):
+            app.metrics.speech_to_audio.observe(time.monotonic() - utterance.ended_at)
+            waiting = False
+        yield outputs
+
+
+# What an answer that is not needed shows: nothing changes
+_UNCHANGED: ChatOutputs = tuple(gr.skip() for _ in CHAT_OUTPUTS)  # type: ignore[assignment]
 
 
 def _refused(app: ChatApp, history: History | None, message: str, reason: str) -> Iterator[ChatOutputs]:

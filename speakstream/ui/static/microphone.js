@@ -189,17 +189,21 @@ function mount(element, trigger, server) {
   // The server's answer to a piece.
   function heard(answer) {
     note('heard', {state: answer.state});
-    if (answer.state === 'speaking' && mic.state !== 'hearing') {
+    if (['speaking', 'paused'].includes(answer.state) && mic.state !== 'hearing') {
       show('hearing', 'Hearing you…');
       // Barge-in: the reply being written or spoken stops, as with Stop.
       if (window.speakstreamPlayer) window.speakstreamPlayer.stop();
       const stopButton = document.querySelector('#stop');
       if (stopButton) stopButton.click();
       note('barge-in');
-    } else if (answer.state === 'ended') {
+    }
+    if (answer.state === 'paused') {
+      // The user paused: the answer is prepared now, and shown if the pause ends the turn.
+      trigger('submit', {listening: id, early: true});
+    } else if (['ended', 'answered'].includes(answer.state)) {
       mic.sending = false;
       note('ended');
-      trigger('submit', {listening: id});
+      if (answer.state === 'ended') trigger('submit', {listening: id});  // 'answered': already on its way
       if (handsFree.checked) show('listening', 'Listening…');
       else stop('');
     } else if (['idle', 'no_speech', 'too_long', 'error', 'off'].includes(answer.state)) {
