@@ -7,7 +7,7 @@ instead, and the page says so (as the language model falls back to its bundled G
 Whisper was trained on 30 s windows, and faster-whisper pads every input to one, so a two-second
 question costs as much as thirty seconds of speech. A spoken message is short: it is heard in the
 shortest window of whole :data:`WINDOW_SECONDS` that holds it (CTranslate2's encoder takes any
-length; shorter than that, Whisper starts to repeat itself). ``bench voice`` measures both.
+length; shorter than that, Whisper starts to repeat itself). ``bench voice`` measures it.
 Longer audio goes through faster-whisper's own long-form transcription.
 """
 
@@ -109,7 +109,10 @@ class Transcriber:
 
         step = WINDOW_SECONDS * FRAMES_PER_SECOND
         window = -(-max(1, features.shape[-1]) // step) * step
-        padded = np.zeros((1, features.shape[0], window), dtype=np.float32)
+        # Padded with silence as Whisper learned it (its audio padded with zeros before the log-mel:
+        # the floor, 8 below the loudest in log10, which is 2 once scaled), not with faster-whisper's
+        # zeros, which are louder: in a short window those make it mishear and repeat itself.
+        padded = np.full((1, features.shape[0], window), features.max() - 2.0, dtype=np.float32)
         padded[0, :, : features.shape[-1]] = features
         whisper = self.model.model
         encoded = whisper.encode(ctranslate2.StorageView.from_array(padded))
