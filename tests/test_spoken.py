@@ -186,7 +186,7 @@ def test_spoken_messages_count_against_the_rate_limit_before_anything_is_recogni
     answer = hear(handlers, piece, client="10.0.0.1")
     assert answer["state"] == "error" and "too quickly" in answer["message"]
     assert recognizer.heard == [] and len(handlers.listeners) == 0
-    assert hear(handlers, piece, client="10.0.0.2")["state"] == "quiet"  # another client is not held up
+    assert hear(handlers, piece, client="10.0.0.2")["state"] in ("quiet", "speaking")  # another client is heard
 
 
 def talk(handlers: ChatApp, audio: str, history: list | None = None, address: str = "10.0.0.1") -> list[tuple]:

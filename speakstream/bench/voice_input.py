@@ -5,9 +5,9 @@ For each prompt: the end of its speech (the file's clock, which starts when the 
 microphone) to the transcript shown, and to the reply's first audible sound; the transcript's
 word error rate. Then: speaking over a reply, the speech's onset to the player's stop; replies
 played while the microphone listens to silence or to noise, and any barge-in they caused; the
-server's CPU while 20 tabs listen in conversation mode to a silent room. The baseline, in the
-same run: Gradio's own microphone recorder (record, stop, submit), as a Gradio user first writes
-it, with the same recognizer and the same reply.
+server's CPU while 20 tabs of one browser listen in conversation mode to a silent room. The
+baseline, in the same run: Gradio's own microphone recorder (record, stop, submit), as a Gradio
+user first writes it, with the same recognizer and the same reply.
 """
 
 from __future__ import annotations
@@ -160,14 +160,18 @@ def _browser(playwright, microphone: Path):
 
 
 def _open(playwright, url: str, microphone: Path):
-    browser = playwright.chromium.launch(
-        executable_path=chromium_path(), args=CHROMIUM_ARGS + fake_microphone(microphone)
-    )
+    """A browser whose microphone plays ``microphone``, and the page open in it."""
+    browser = _browser(playwright, microphone)
+    return browser, _page(browser, url)
+
+
+def _page(browser, url: str):
+    """A new tab of ``browser`` on the page, its microphone watched by the probe."""
     page = browser.new_page()
     page.goto(url)
     page.get_by_label("Message", exact=True).wait_for()
     page.evaluate(MICROPHONE_JS)
-    return browser, page
+    return page
 
 
 def _listen(page) -> float:
@@ -238,14 +242,10 @@ def _false_barge_in(playwright, url: str, room: Path, prompt: str) -> int:
 
 
 def _idle_tabs(playwright, url: str, room: Path, server) -> dict[str, float]:
-    """The server's CPU (% of one core) while :data:`IDLE_TABS` tabs are open, then listening to
-    ``room``. Each tab in a browser of its own: Chromium's file-backed fake microphone serves one
-    page at a time."""
-    browsers, pages = [], []
-    for _ in range(IDLE_TABS):
-        browser, page = _open(playwright, url, room)
-        browsers.append(browser)
-        pages.append(page)
+    """The server's CPU (% of one core) while :data:`IDLE_TABS` tabs of one browser are open, then
+    listening to ``room`` in conversation mode (a browser each would not fit on 2 cores)."""
+    browser = _browser(playwright, room)
+    pages = [_page(browser, url) for _ in range(IDLE_TABS)]
 
     def busy() -> float:
         before, started = server.cpu_times(), time.monotonic()
@@ -258,14 +258,15 @@ def _idle_tabs(playwright, url: str, room: Path, server) -> dict[str, float]:
         for page in pages:
             _listen(page)
         listening = busy()
+        # The gate's noise floor has come down from where it starts: each tab heard the room.
+        heard = sum(page.evaluate("window.speakstreamMicrophone.gate.floor < 1e-4") for page in pages)
         states = {page.evaluate("window.__mic.state()") for page in pages}
         sent = sum(page.evaluate("window.__mic.count('send')") for page in pages)
     finally:
-        for browser in browsers:
-            browser.close()
+        browser.close()
     print(
         f"  {IDLE_TABS} tabs: server CPU {opened:.1f}% open, {listening:.1f}% listening "
-        f"(microphones {', '.join(sorted(states))}; audio sent {sent} times)"
+        f"(microphones {', '.join(sorted(states))}, {heard} hearing the room; audio sent {sent} times)"
     )
     return {"open": opened, "listening": listening}
 

@@ -25,7 +25,7 @@ class TurnRules:
     """When a turn starts and ends (seconds, probabilities)."""
 
     end_silence: float = 0.6
-    onset: float = 0.09
+    onset: float = 0.06
     start: float = 0.5
     stop: float = 0.35
     before_onset: float = 0.3  # audio kept from before the onset

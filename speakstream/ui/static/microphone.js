@@ -12,7 +12,7 @@ const RATE = 16000;  // what the server hears: 16 kHz, 16-bit PCM
 const FRAME = 512;  // samples per analysis frame (32 ms)
 const BEFORE_FRAMES = 10;  // frames kept from before the gate opens (0.32 s): the first syllable
 const GATE_RATIO = 3;  // a frame this many times louder than the noise floor opens the gate
-const GATE_MINIMUM = 0.004;  // and never below this level (RMS, full scale 1)
+const GATE_MINIMUM = 0.002;  // and never below this level (RMS, full scale 1)
 
 // The energy gate: the noise floor follows quiet frames quickly and loud ones slowly.
 function createGate({ratio = GATE_RATIO, minimum = GATE_MINIMUM} = {}) {
