@@ -19,6 +19,7 @@ import itertools
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -90,19 +91,19 @@ class SpokenMessages:
         listening = getattr(event, "listening", None)
         listener = app.listeners.find(listening[:64]) if app.listeners and isinstance(listening, str) else None
         hops = app.settings.proxy_hops
-        client, page_here = client_address(request, hops), page_on_this_machine(request, hops)
+        asking = Asking(history, choices, session, client_address(request, hops), page_on_this_machine(request, hops))
         if getattr(event, "early", False):
             pause = listener.claim() if listener else None
             if pause is None:  # already decided, or another answer has it: the turn's end asks if it must
                 yield _UNCHANGED
                 return
-            yield from _answer_in_pause(app, listener, pause, history, choices, session, client, page_here)
+            yield from _answer_in_pause(app, listener, pause, asking)
             return
         utterance = listener.take() if listener else None
         if utterance is None:
             yield from _refused(app, history, NO_WORDS, "no_speech")
             return
-        yield from _answer(app, utterance, history, choices, session, client, page_here)
+        yield from _answer(app, utterance, asking)
 
     def talk(
         self,
@@ -143,55 +144,51 @@ class SpokenMessages:
         except BadAudio as problem:
             yield from _refused(app, history, str(problem), problem.reason)
             return
-        client = client_address(request, app.settings.proxy_hops)
-        yield from _answer(app, Utterance(samples, ended_at=time.monotonic()), history, choices, session, client, False)
+        asking = Asking(history, choices, session, client_address(request, app.settings.proxy_hops), False)
+        yield from _answer(app, Utterance(samples, ended_at=time.monotonic()), asking)
 
 
-def _answer(
-    app: ChatApp,
-    utterance: Utterance,
-    history: History | None,
-    choices: ReplyChoices,
-    session: dict[str, Any] | None,
-    client: str,
-    page_here: bool,
-) -> Iterator[ChatOutputs]:
-    if wait := app.limits.waiting(client):  # before recognizing: that is the costly part
-        yield from _refused(app, history, str(too_quick(wait)), "rate_limit")
+@dataclass(frozen=True)
+class Asking:
+    """Who asks for an answer, and with what: the chat so far, the reply controls, the session."""
+
+    history: History | None
+    choices: ReplyChoices
+    session: dict[str, Any] | None
+    client: str
+    page_here: bool
+
+    def respond(self, app: ChatApp, text: str, count: bool = True) -> Iterator[ChatOutputs]:
+        """The reply to ``text``, a spoken message (``count``: as in :func:`respond`)."""
+        return respond(
+            app, text, self.history, self.choices, self.session, self.client, self.page_here, spoken=True, count=count
+        )
+
+
+def _answer(app: ChatApp, utterance: Utterance, asking: Asking) -> Iterator[ChatOutputs]:
+    if wait := app.limits.waiting(asking.client):  # before recognizing: that is the costly part
+        yield from _refused(app, asking.history, str(too_quick(wait)), "rate_limit")
         return
-    transcript = _words(app, utterance, choices)
+    transcript = _words(app, utterance, asking.choices)
     _recognized(app, transcript)
     if not transcript.text:
-        yield from _refused(app, history, NO_WORDS, "no_speech")
+        yield from _refused(app, asking.history, NO_WORDS, "no_speech")
         return
-    replies = respond(app, transcript.text, history, choices, session, client, page_here, spoken=True)
-    yield from _first_audio_timed(app, utterance, replies)
+    yield from _first_audio_timed(app, utterance, asking.respond(app, transcript.text))
 
 
-def _answer_in_pause(
-    app: ChatApp,
-    listener: Listener,
-    pause: Pause,
-    history: History | None,
-    choices: ReplyChoices,
-    session: dict[str, Any] | None,
-    client: str,
-    page_here: bool,
-) -> Iterator[ChatOutputs]:
+def _answer_in_pause(app: ChatApp, listener: Listener, pause: Pause, asking: Asking) -> Iterator[ChatOutputs]:
     """The answer to the words before ``pause``, written while the pause lasts and held back: shown
     when the pause ends the turn, dropped when the user speaks on (see the module's docstring)."""
+    patience = listener.rules.end_silence + PAUSE_DECIDED_WITHIN
     replies: Iterator[ChatOutputs] | None = None
     try:
-        transcript = _words(app, Utterance(pause.samples, pause.early), choices)
-        if not transcript.text or app.limits.waiting(client):  # refused only if it turns out to be a message
-            decision = listener.decided(pause, wait=app.listeners.rules.end_silence + PAUSE_DECIDED_WITHIN)
-            yield from (
-                _answer(app, decision, history, choices, session, client, page_here)
-                if isinstance(decision, Utterance)
-                else [_UNCHANGED]
-            )
+        transcript = _words(app, Utterance(pause.samples, pause.early), asking.choices)
+        if not transcript.text or app.limits.waiting(asking.client):  # refused only if it turns out to be a message
+            decision = listener.decided(pause, wait=patience)
+            yield from _answer(app, decision, asking) if isinstance(decision, Utterance) else [_UNCHANGED]
             return
-        replies = respond(app, transcript.text, history, choices, session, client, page_here, spoken=True, count=False)
+        replies = asking.respond(app, transcript.text, count=False)
         held: list[ChatOutputs] = []
         decision: Utterance | bool = True
         for outputs in replies:
@@ -200,14 +197,14 @@ def _answer_in_pause(
             if decision is not True:
                 break
         if decision is True:  # the whole reply was written before the pause was over
-            decision = listener.decided(pause, wait=app.listeners.rules.end_silence + PAUSE_DECIDED_WITHIN)
+            decision = listener.decided(pause, wait=patience)
         if not isinstance(decision, Utterance):
             replies.close()  # before anything is yielded: a newer answer waits for this one to end
             app.metrics.early_answers.labels("dropped").inc()
             yield _UNCHANGED
             return
         app.metrics.early_answers.labels("shown").inc()
-        app.limits.check(client)  # now it is a message
+        app.limits.check(asking.client)  # now it is a message
         _recognized(app, transcript)
         yield from _first_audio_timed(app, decision, itertools.chain(held, replies))
     finally:
