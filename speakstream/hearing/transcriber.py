@@ -28,6 +28,9 @@ FRAMES_PER_SECOND = 100  # Whisper's mel frames
 LONGEST_WINDOW = 30 * FRAMES_PER_SECOND
 # Words are at most this many tokens a second of speech (and a few more): a cap on a runaway repeat
 TOKENS_PER_SECOND = 16
+# Hypotheses kept while decoding (faster-whisper's default): fewer words wrong for a few tens of
+# ms, which the short window paid for (bench voice)
+BEAM = 5
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +123,7 @@ class Transcriber:
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
         longest = TOKENS_PER_SECOND * (features.shape[-1] // FRAMES_PER_SECOND + 1)
         result = whisper.generate(
-            encoded, [[*tokenizer.sot_sequence, tokenizer.no_timestamps]], beam_size=1, max_length=longest
+            encoded, [[*tokenizer.sot_sequence, tokenizer.no_timestamps]], beam_size=BEAM, max_length=longest
         )
         return tokenizer.decode(result[0].sequences_ids[0]).strip()
 
@@ -128,7 +131,7 @@ class Transcriber:
         segments, _ = self.model.transcribe(
             samples,
             language=self.language_for(language),
-            beam_size=1,
+            beam_size=BEAM,
             without_timestamps=True,
             condition_on_previous_text=False,
             vad_filter=False,
