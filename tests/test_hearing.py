@@ -14,7 +14,7 @@ import soundfile
 from speakstream.hearing.audio_in import RATE, AudioLimits, BadAudio, decode_pcm, decode_wav
 from speakstream.hearing.listener import GIVE_UP_SECONDS, Listener, Listeners
 from speakstream.hearing.speech_activity import FRAME, SileroVad
-from speakstream.hearing.transcriber import Transcript
+from speakstream.hearing.transcriber import Transcript, said_within
 from speakstream.hearing.turns import FRAME_SECONDS, Turn, TurnRules, holds_speech
 
 LOUD = 0.3
@@ -269,3 +269,14 @@ def test_the_transcript_follows_the_voices_language_where_the_recognizer_knows_i
     assert recognizer.language_for("de") == "de" and recognizer.language_for("xx") is None  # None: it detects
     recognizer.model.model.is_multilingual = False  # an English-only model hears English whatever the voice
     assert recognizer.language_for("de") == "en"
+
+
+def test_text_whisper_places_after_the_audio_is_left_out_of_the_transcript() -> None:
+    begin = 1000  # the first timestamp token: 0.00 s, then 0.02 s each
+    said = [begin, 1, 2, 3, begin + 100]  # <|0.00|> words <|2.00|>
+    repeat = [begin + 100, 1, 2, 3, begin + 150]  # <|2.00|> the same words <|3.00|>, in the padding
+    assert said_within(said + repeat, begin, seconds=1.9) == [1, 2, 3]
+    assert said_within(said + repeat, begin, seconds=2.1) == [1, 2, 3, 1, 2, 3]
+    unfinished = [begin, 1, 2, begin + 100, begin + 100, 4, 5]  # the last piece has no end yet
+    assert said_within(unfinished, begin, seconds=1.9) == [1, 2]
+    assert said_within(unfinished, begin, seconds=2.1) == [1, 2, 4, 5]

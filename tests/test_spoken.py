@@ -108,8 +108,15 @@ def test_an_answer_asked_for_in_a_pause_is_shown_only_once_the_pause_ends_the_tu
     assert 'speakstream_early_answers_total{outcome="shown"} 1.0' in handlers.metrics.text().decode()
 
 
-def test_an_answer_in_a_pause_that_heard_no_words_says_nothing_when_the_user_speaks_on(speech: bytes) -> None:
-    handlers = app(ScriptedRecognizer(words=""))
+@pytest.mark.parametrize(
+    ("words", "refusal"),
+    [("", "No words"), ("Tell me everything about the sky, the sea and the stars.", "the limit is 40")],
+    ids=["no words", "too long"],
+)
+def test_an_answer_in_a_pause_that_would_be_refused_says_nothing_when_the_user_speaks_on(
+    speech: bytes, words: str, refusal: str
+) -> None:
+    handlers = app(ScriptedRecognizer(words=words), max_input_chars=40)
     question = decode_wav(speech, AudioLimits())
     say(handlers, "page-1", question, after=0.0)
     with warnings.catch_warnings(record=True) as seen:
@@ -117,10 +124,10 @@ def test_an_answer_in_a_pause_that_heard_no_words_says_nothing_when_the_user_spe
         answer = Driven(SpokenMessages(handlers).heard(request(), event("page-1", early=True), [], *controls({})))
         say(handlers, "page-1", question, after=0.0, first=False)  # the user speaks on: it was not a message
         assert answer.ended()
-    assert not [warning for warning in seen if "No words" in str(warning.message)]
+    assert not [warning for warning in seen if refusal in str(warning.message)]
     assert len(answer.outputs) == 1 and all(isinstance(value, dict) for value in answer.outputs[0])  # all gr.skip()
     answer = Driven(SpokenMessages(handlers).heard(request(), event("page-1", early=True), [], *controls({})))
-    with pytest.warns(UserWarning, match="No words"):  # this pause ends the turn: now it is said
+    with pytest.warns(UserWarning, match=refusal):  # this pause ends the turn: now it is said
         say(handlers, "page-1", np.zeros(0, np.float32), after=0.5, first=False)
         assert answer.ended()
 

@@ -2,8 +2,9 @@
 
 Every run starts with the host's line (CPU, vector extensions, cores, torch's kernels, memory
 read speed). ``--isa avx2``, ``--cores 1`` and ``--load N`` make a fast host stand in for a
-slower one: torch, oneDNN and MKL run their AVX2 code, the bench and the apps it starts run
-on fewer cores, and N processes stream memory meanwhile (a host with less bandwidth to spare).
+slower one: torch, oneDNN, MKL and CTranslate2 run their AVX2 code, the bench and the apps it
+starts run on fewer cores, and N processes stream memory meanwhile (a host with less bandwidth
+to spare).
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint", "replicas")  # r
 
 
 def isa_env(isa: str) -> dict[str, str]:
-    """Environment that makes torch, oneDNN and MKL run their code for ``isa`` (e.g. avx2), not the best here.
+    """Environment that makes torch, oneDNN, MKL and CTranslate2 (Whisper) run their code for
+    ``isa`` (e.g. avx2), not the best here.
 
     (ONNX Runtime, which Piper and ``--cpu-kernels onnx`` use, picks its kernels by CPUID: no
     variable lowers it, so its figures stay those of this CPU.)
     """
     isa_name = isa.upper()
-    return {"ATEN_CPU_CAPABILITY": isa.lower(), "ONEDNN_MAX_CPU_ISA": isa_name, "MKL_ENABLE_INSTRUCTIONS": isa_name}
+    return {
+        "ATEN_CPU_CAPABILITY": isa.lower(),
+        "ONEDNN_MAX_CPU_ISA": isa_name,
+        "MKL_ENABLE_INSTRUCTIONS": isa_name,
+        "CT2_FORCE_CPU_ISA": isa_name,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

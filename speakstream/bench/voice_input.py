@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile
+import soxr
 
 from speakstream.bench.browser import probe_script
 from speakstream.bench.replies import load_prompts
@@ -72,18 +73,57 @@ def word_errors(reference: str, heard: str) -> tuple[int, int]:
     return row[-1], len(ref)
 
 
-def make_prompts(folder: Path, prompts: list[str]) -> list[tuple[Path, Said]]:
-    """Each prompt said by Piper, then each by espeak-ng (a voice and speed in turn): one WAV each."""
+def spoken(prompts: list[str], every_voice: bool = False) -> list[tuple[str, np.ndarray]]:
+    """Each prompt said by Piper, then each by espeak-ng: a voice and speed in turn, or
+    (``every_voice``) in each of them."""
     from speakstream.voices import PiperVoice
 
     piper = PiperVoice().load()
-    spoken = [(text, piper_speech(piper, text)) for text in prompts]
-    spoken += [(text, espeak_speech(text, *ESPEAK[i % len(ESPEAK)])) for i, text in enumerate(prompts)]
+    said = [(text, piper_speech(piper, text)) for text in prompts]
+    for index, text in enumerate(prompts):
+        voices = ESPEAK if every_voice else [ESPEAK[index % len(ESPEAK)]]
+        said += [(text, espeak_speech(text, *voice)) for voice in voices]
+    return said
+
+
+def make_prompts(folder: Path, prompts: list[str]) -> list[tuple[Path, Said]]:
+    """The :func:`spoken` prompts, one WAV each."""
     files = []
-    for index, (text, samples) in enumerate(spoken):
+    for index, (text, samples) in enumerate(spoken(prompts)):
         path = folder / f"prompt-{index:02d}.wav"
         files.append((path, write_prompts(path, [(text, samples)], lead=1.0, gap=25.0)[0]))
     return files
+
+
+def _recognizer_alone(settings: Settings, files: list[tuple[Path, Said]], prompts: list[str]) -> None:
+    """Whisper alone on 2 threads: its time on the files' utterances, and its WER on every prompt
+    said by Piper and by each espeak-ng voice (a set three times the page's, so a steadier figure)."""
+    from speakstream.hearing.audio_in import RATE, AudioLimits, decode_wav
+    from speakstream.hearing.speech_activity import SileroVad
+    from speakstream.hearing.transcriber import Transcriber
+    from speakstream.hearing.turns import Turn, TurnRules
+
+    recognizer = Transcriber(settings.asr_model, "cpu", 2).load()
+    timed = []
+    for path, said in files:
+        samples = decode_wav(path.read_bytes(), AudioLimits(60))
+        utterance = samples[int((said.start - 0.3) * RATE) : int((said.end + 0.2) * RATE)]
+        timed.append((recognizer.transcribe(utterance).seconds, len(utterance) / RATE))
+    vad, rules = SileroVad(), TurnRules()
+    errors = []
+    for text, samples in spoken(prompts, every_voice=True):
+        turn = Turn(vad.stream(), rules)  # the utterance as the server cuts it from what the page sends
+        silence = np.zeros(RATE // 2)
+        turn.feed(
+            np.concatenate([silence, soxr.resample(samples, FILE_RATE, RATE), silence, silence]).astype(np.float32)
+        )
+        errors.append(word_errors(text, recognizer.transcribe(turn.utterance()).text))
+    print(
+        f"  recognizer: {recognizer.label}, alone on 2 threads: {median_p90([t for t, _ in timed], 1000)} ms "
+        f"(median / p90), real-time factor {median_p90([t / s for t, s in timed], digits=2)}; "
+        f"WER {sum(e for e, _ in errors) / sum(n for _, n in errors):.3f} on {len(errors)} utterances "
+        f"(Piper and all {len(ESPEAK)} espeak-ng voices)"
+    )
 
 
 def quiet_room(folder: Path, name: str, level: float) -> Path:
@@ -100,23 +140,11 @@ def bench_voice(settings: Settings, prompts_file: Path, limit: int | None) -> No
     from playwright.sync_api import sync_playwright
 
     from speakstream.bench.speed import settings_env
-    from speakstream.hearing.audio_in import AudioLimits, decode_wav
-    from speakstream.hearing.transcriber import Transcriber
 
     prompts = load_prompts(prompts_file)[: limit or 10]
     folder = Path(tempfile.mkdtemp(prefix="speakstream-voice-"))
     files = make_prompts(folder, prompts)
-    recognizer = Transcriber(settings.asr_model, "cpu", 2).load()
-    asr = []
-    for path, said in files:
-        samples = decode_wav(path.read_bytes(), AudioLimits(60))
-        utterance = samples[int((said.start - 0.3) * 16_000) : int((said.end + 0.2) * 16_000)]
-        heard = recognizer.transcribe(utterance)
-        asr.append((heard.seconds, len(utterance) / 16_000))
-    print(
-        f"  recognizer: {recognizer.label}, alone on 2 threads: {median_p90([a for a, _ in asr], 1000)} ms "
-        f"(median / p90), real-time factor {median_p90([a / s for a, s in asr], digits=2)}"
-    )
+    _recognizer_alone(settings, files, prompts)
     port = free_port()
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / "speakstream-bench-voice-app.log"
     with log_path.open("w") as log:

@@ -25,9 +25,12 @@ import numpy as np
 # The window a short message is heard in grows in steps of this many seconds (at most 30)
 WINDOW_SECONDS = 10
 FRAMES_PER_SECOND = 100  # Whisper's mel frames
+SAMPLES_PER_FRAME = 160  # at 16 kHz
 LONGEST_WINDOW = 30 * FRAMES_PER_SECOND
 # Words are at most this many tokens a second of speech (and a few more): a cap on a runaway repeat
 TOKENS_PER_SECOND = 16
+SECONDS_PER_TIMESTAMP = 0.02  # Whisper's timestamp tokens
+FIRST_TIMESTAMP_INDEX = 50  # the first piece starts within 1 s (Whisper's rule, faster-whisper's default)
 # Hypotheses kept while decoding (faster-whisper's default): fewer words wrong for a few tens of
 # ms, which the short window paid for (bench voice)
 BEAM = 5
@@ -35,6 +38,23 @@ BEAM = 5
 log = logging.getLogger(__name__)
 
 BUNDLED = "bundled"
+
+
+def said_within(tokens: list[int], timestamp_begin: int, seconds: float) -> list[int]:
+    """The text of Whisper's timestamped ``tokens`` (``<|start|> text <|end|>`` pieces; ids from
+    ``timestamp_begin`` on are times) whose pieces start within the first ``seconds``."""
+    kept: list[int] = []
+    piece: list[int] = []
+    start = 0.0
+    for token in tokens:
+        if token < timestamp_begin:
+            piece.append(token)
+        elif piece:  # the piece's end
+            kept += piece if start < seconds else []
+            piece = []
+        else:
+            start = (token - timestamp_begin) * SECONDS_PER_TIMESTAMP
+    return kept + (piece if start < seconds else [])
 
 
 class TranscriberLoadError(RuntimeError):
@@ -99,17 +119,17 @@ class Transcriber:
         assert self.model is not None, "load() first"
         started = time.perf_counter()
         with self._lock:
-            features = self.model.feature_extractor(samples)[:, :-1]  # as faster-whisper: the last frame is padding
-            if features.shape[-1] <= LONGEST_WINDOW:
-                text = self._in_window(features, language)
+            if len(samples) // SAMPLES_PER_FRAME <= LONGEST_WINDOW:
+                text = self._in_window(samples, language)
             else:
                 text = self._long_form(samples, language)
         return Transcript(text, time.perf_counter() - started)
 
-    def _in_window(self, features: np.ndarray, language: str | None) -> str:
+    def _in_window(self, samples: np.ndarray, language: str | None) -> str:
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
 
+        features = self.model.feature_extractor(samples)[:, :-1]  # as faster-whisper: the last frame is padding
         step = WINDOW_SECONDS * FRAMES_PER_SECOND
         window = -(-max(1, features.shape[-1]) // step) * step
         # Padded with silence as Whisper learned it (its audio padded with zeros before the log-mel:
@@ -121,11 +141,17 @@ class Transcriber:
         encoded = whisper.encode(ctranslate2.StorageView.from_array(padded))
         language = self.language_for(language) or whisper.detect_language(encoded)[0][0][0].strip("<|>")
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
-        longest = TOKENS_PER_SECOND * (features.shape[-1] // FRAMES_PER_SECOND + 1)
+        seconds = features.shape[-1] / FRAMES_PER_SECOND
+        # With timestamps, as Whisper transcribes long audio: it says where each piece of text lies,
+        # so a piece it places in the padding (a repeat of what was said) is left out.
         result = whisper.generate(
-            encoded, [[*tokenizer.sot_sequence, tokenizer.no_timestamps]], beam_size=BEAM, max_length=longest
+            encoded,
+            [list(tokenizer.sot_sequence)],
+            beam_size=BEAM,
+            max_length=TOKENS_PER_SECOND * (int(seconds) + 1),
+            max_initial_timestamp_index=FIRST_TIMESTAMP_INDEX,
         )
-        return tokenizer.decode(result[0].sequences_ids[0]).strip()
+        return tokenizer.decode(said_within(result[0].sequences_ids[0], tokenizer.timestamp_begin, seconds)).strip()
 
     def _long_form(self, samples: np.ndarray, language: str | None) -> str:
         segments, _ = self.model.transcribe(

@@ -55,6 +55,11 @@ def player_component() -> gr.Component:
     )
 
 
+def carries_audio(update: Any) -> bool:
+    """Whether an update of the player (:meth:`AudioStream.value`) hands out segments to play."""
+    return isinstance(update, dict) and bool(update.get("segments"))
+
+
 def pcm_base64(samples: np.ndarray) -> str:
     """16-bit little-endian PCM, as the page's player reads it."""
     return base64.b64encode(np.asarray(samples, dtype="<i2").tobytes()).decode("ascii")

@@ -28,8 +28,9 @@ from speakstream.hearing.audio_in import AudioLimits, BadAudio, decode_pcm, deco
 from speakstream.hearing.listener import Listener, Pause, Utterance
 from speakstream.hearing.transcriber import Transcript
 from speakstream.hearing.turns import holds_speech
-from speakstream.ui.admit import REPLY_CONTROLS, ReplyChoices, choices_from, too_quick
+from speakstream.ui.admit import REPLY_CONTROLS, Refused, ReplyChoices, admit, choices_from, too_quick
 from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, ChatOutputs, ChatView, History, respond
+from speakstream.ui.player import carries_audio
 from speakstream.ui.request_identity import client_address, page_on_this_machine
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ def _answer_in_pause(app: ChatApp, listener: Listener, pause: Pause, asking: Ask
     replies: Iterator[ChatOutputs] | None = None
     try:
         transcript = _words(app, Utterance(pause.samples, pause.early), asking.choices)
-        if not transcript.text or app.limits.waiting(asking.client):  # refused only if it turns out to be a message
+        if not transcript.text or _refusal(app, transcript.text, asking):  # said only if it turns out to be a message
             decision = listener.decided(pause, wait=patience)
             yield from _answer(app, decision, asking) if isinstance(decision, Utterance) else [_UNCHANGED]
             return
@@ -213,6 +214,15 @@ def _answer_in_pause(app: ChatApp, listener: Listener, pause: Pause, asking: Ask
         listener.release(pause)
 
 
+def _refusal(app: ChatApp, text: str, asking: Asking) -> bool:
+    """Whether ``text`` would be refused (no rate limit counted, nothing said yet)."""
+    try:
+        admit(app, text, asking.choices, asking.client, count=False)
+    except Refused:
+        return True
+    return False
+
+
 def _words(app: ChatApp, utterance: Utterance, choices: ReplyChoices) -> Transcript:
     voice = app.voices.get(choices.voice)
     return app.recognition.words(utterance, voice.language if voice else None)
@@ -227,8 +237,7 @@ def _first_audio_timed(app: ChatApp, utterance: Utterance, replies: Iterator[Cha
     """``replies``, timing the first that carries audio from the end of the utterance."""
     waiting = True
     for outputs in replies:
-        player = ChatView.of(outputs).player
-        if waiting and isinstance(player, dict) and player.get("segments"):
+        if waiting and carries_audio(ChatView.of(outputs).player):
             app.metrics.speech_to_audio.observe(time.monotonic() - utterance.ended_at)
             waiting = False
         yield outputs
