@@ -243,11 +243,15 @@ def _barge_in(playwright, url: str, path: Path, said: Said) -> float:
         capture = _listen(page)
         page.wait_for_function("window.__mic.at('barge-in') !== null", timeout=30_000)
         stopped = page.evaluate("window.__mic.at('barge-in')")
+        sent = page.evaluate("window.__mic.at('send')")  # the page's gate opened
         silent = page.evaluate("window.__mic.silent()")
     finally:
         browser.close()
     onset = capture + said.start * 1000
-    print(f"  barge-in: onset → player stopped {stopped - onset:.0f} ms ({'silent' if silent else 'still sounding'})")
+    print(
+        f"  barge-in: onset → player stopped {stopped - onset:.0f} ms ({'silent' if silent else 'still sounding'}; "
+        f"the page started sending {sent - onset:.0f} ms after the onset)"
+    )
     return stopped - onset
 
 

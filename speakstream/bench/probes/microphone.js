@@ -1,14 +1,15 @@
 // What the page's microphone and player did, for `bench voice`: when each microphone event was
-// first logged (page clock, ms; null: not yet), how often, and what the player is doing.
+// first logged (page clock, ms; null: not yet), how often, and what the player is doing (before
+// the page has made its microphone and player: nothing yet).
 () => {
-  const log = () => window.speakstreamMicrophone.log;
+  const log = () => window.speakstreamMicrophone?.log ?? [];
   const mic = window.__mic = {
     at: (event) => { const found = log().find((entry) => entry.event === event); return found ? found.at : null; },
     count: (event) => log().filter((entry) => entry.event === event).length,
-    state: () => window.speakstreamMicrophone.state,
-    speaking: () => window.speakstreamPlayer.state === 'speaking',
-    silent: () => window.speakstreamPlayer.level() === 0,
-    played: () => window.speakstreamPlayer.done && window.speakstreamPlayer.sources.length === 0,
+    state: () => window.speakstreamMicrophone?.state,
+    speaking: () => window.speakstreamPlayer?.state === 'speaking',
+    silent: () => window.speakstreamPlayer?.level() === 0,
+    played: () => Boolean(window.speakstreamPlayer?.done && window.speakstreamPlayer.sources.length === 0),
     playedOrInterrupted: () => mic.played() || mic.at('barge-in') !== null,
   };
 }
