@@ -272,11 +272,13 @@ def test_the_transcript_follows_the_voices_language_where_the_recognizer_knows_i
 
 
 def test_text_whisper_places_after_the_audio_is_left_out_of_the_transcript() -> None:
-    begin = 1000  # the first timestamp token: 0.00 s, then 0.02 s each
+    begin = 1000  # the first timestamp token: 0.00 s, then 0.02 s (2 mel frames) each
     said = [begin, 1, 2, 3, begin + 100]  # <|0.00|> words <|2.00|>
     repeat = [begin + 100, 1, 2, 3, begin + 150]  # <|2.00|> the same words <|3.00|>, in the padding
-    assert said_within(said + repeat, begin, seconds=1.9) == [1, 2, 3]
-    assert said_within(said + repeat, begin, seconds=2.1) == [1, 2, 3, 1, 2, 3]
+    assert said_within(said + repeat, begin, frames=200) == [1, 2, 3]  # 2.00 s of audio: the repeat starts after it
+    assert said_within(said + repeat, begin, frames=201) == [1, 2, 3, 1, 2, 3]
     unfinished = [begin, 1, 2, begin + 100, begin + 100, 4, 5]  # the last piece has no end yet
-    assert said_within(unfinished, begin, seconds=1.9) == [1, 2]
-    assert said_within(unfinished, begin, seconds=2.1) == [1, 2, 4, 5]
+    assert said_within(unfinished, begin, frames=200) == [1, 2]
+    assert said_within(unfinished, begin, frames=201) == [1, 2, 4, 5]
+    assert said_within([begin + 60, 7, 8, begin + 80], begin, frames=100) == [7, 8]  # the first piece is kept
+    assert said_within([begin + 60, 7, 8], begin, frames=100) == [7, 8]

@@ -243,7 +243,7 @@ def _barge_in(playwright, url: str, path: Path, said: Said) -> float:
         capture = _listen(page)
         page.wait_for_function("window.__mic.at('barge-in') !== null", timeout=30_000)
         stopped = page.evaluate("window.__mic.at('barge-in')")
-        sent = page.evaluate("window.__mic.at('send')")  # the page's gate opened
+        sent = page.evaluate(f"window.__mic.lastBefore('send', {stopped})")  # the gate opened for this speech
         silent = page.evaluate("window.__mic.silent()")
     finally:
         browser.close()

@@ -27,9 +27,10 @@ WINDOW_SECONDS = 10
 FRAMES_PER_SECOND = 100  # Whisper's mel frames
 SAMPLES_PER_FRAME = 160  # at 16 kHz
 LONGEST_WINDOW = 30 * FRAMES_PER_SECOND
-# Words are at most this many tokens a second of speech (and a few more): a cap on a runaway repeat
+# Words (and timestamps) are at most this many tokens a second of speech, and a second more: a cap
+# on a runaway repeat
 TOKENS_PER_SECOND = 16
-SECONDS_PER_TIMESTAMP = 0.02  # Whisper's timestamp tokens
+FRAMES_PER_TIMESTAMP = 2  # Whisper's timestamp tokens are 0.02 s apart
 FIRST_TIMESTAMP_INDEX = 50  # the first piece starts within 1 s (Whisper's rule, faster-whisper's default)
 # Hypotheses kept while decoding (faster-whisper's default): fewer words wrong for a few tens of
 # ms, which the short window paid for (bench voice)
@@ -40,21 +41,22 @@ log = logging.getLogger(__name__)
 BUNDLED = "bundled"
 
 
-def said_within(tokens: list[int], timestamp_begin: int, seconds: float) -> list[int]:
+def said_within(tokens: list[int], timestamp_begin: int, frames: int) -> list[int]:
     """The text of Whisper's timestamped ``tokens`` (``<|start|> text <|end|>`` pieces; ids from
-    ``timestamp_begin`` on are times) whose pieces start within the first ``seconds``."""
+    ``timestamp_begin`` on are times, :data:`FRAMES_PER_TIMESTAMP` mel frames apart): the first
+    piece, and each later one that starts within the audio's ``frames``."""
     kept: list[int] = []
     piece: list[int] = []
-    start = 0.0
+    start = 0
     for token in tokens:
         if token < timestamp_begin:
             piece.append(token)
         elif piece:  # the piece's end
-            kept += piece if start < seconds else []
+            kept += piece if not kept or start < frames else []
             piece = []
         else:
-            start = (token - timestamp_begin) * SECONDS_PER_TIMESTAMP
-    return kept + (piece if start < seconds else [])
+            start = (token - timestamp_begin) * FRAMES_PER_TIMESTAMP
+    return kept + (piece if not kept or start < frames else [])
 
 
 class TranscriberLoadError(RuntimeError):
@@ -141,17 +143,18 @@ class Transcriber:
         encoded = whisper.encode(ctranslate2.StorageView.from_array(padded))
         language = self.language_for(language) or whisper.detect_language(encoded)[0][0][0].strip("<|>")
         tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
-        seconds = features.shape[-1] / FRAMES_PER_SECOND
+        frames = features.shape[-1]
         # With timestamps, as Whisper transcribes long audio: it says where each piece of text lies,
         # so a piece it places in the padding (a repeat of what was said) is left out.
         result = whisper.generate(
             encoded,
             [list(tokenizer.sot_sequence)],
             beam_size=BEAM,
-            max_length=TOKENS_PER_SECOND * (int(seconds) + 1),
+            # CTranslate2 writes at most half of max_length (as Whisper's 224 tokens of its 448)
+            max_length=min(2 * TOKENS_PER_SECOND * (frames // FRAMES_PER_SECOND + 1), self.model.max_length),
             max_initial_timestamp_index=FIRST_TIMESTAMP_INDEX,
         )
-        return tokenizer.decode(said_within(result[0].sequences_ids[0], tokenizer.timestamp_begin, seconds)).strip()
+        return tokenizer.decode(said_within(result[0].sequences_ids[0], tokenizer.timestamp_begin, frames)).strip()
 
     def _long_form(self, samples: np.ndarray, language: str | None) -> str:
         segments, _ = self.model.transcribe(

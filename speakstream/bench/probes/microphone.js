@@ -6,6 +6,10 @@
   const mic = window.__mic = {
     at: (event) => { const found = log().find((entry) => entry.event === event); return found ? found.at : null; },
     count: (event) => log().filter((entry) => entry.event === event).length,
+    lastBefore: (event, time) => {
+      const found = log().filter((entry) => entry.event === event && entry.at <= time).pop();
+      return found ? found.at : null;
+    },
     state: () => window.speakstreamMicrophone?.state,
     speaking: () => window.speakstreamPlayer?.state === 'speaking',
     silent: () => window.speakstreamPlayer?.level() === 0,
