@@ -29,11 +29,12 @@ from speakstream.text.limits import RateLimits
 from speakstream.text.word_filter import WordFilter
 from speakstream.torch_threads import CoreBudget, machine_cores
 from speakstream.ui.handlers import ChatApp
+from speakstream.ui.own_voice import CLIP_LIMITS
 from speakstream.ui.page import build_ui
 from speakstream.ui.speech_api import serve_speech_api
 from speakstream.voices import VoiceLoadError, VoiceSet, load_voices
 from speakstream.voices.cache import SpeechCache
-from speakstream.voices.piper import hub_files
+from speakstream.voices.own import OwnVoices, clone_base
 
 log = logging.getLogger("speakstream")
 
@@ -85,6 +86,11 @@ def assemble(
         replays=replays,
         recognition=recognition,
         listeners=listeners,
+        own_voices=(
+            OwnVoices(settings.max_own_voices)
+            if settings.max_own_voices and not settings.text_only and clone_base(voices.offered, None)
+            else None
+        ),
     )
 
 
@@ -105,6 +111,8 @@ def load_transcriber(settings: Settings, device: str) -> Transcriber | None:
 def start(app: ChatApp, **launch: Any) -> gr.Blocks:
     """Build the page for ``app`` and serve it (``launch``: Gradio's launch options), with ``/metrics``."""
     demo = build_ui(app)
+    # No upload larger than a clip for "Your voice" can be (refused at the door, before it is stored).
+    launch = {"max_file_size": CLIP_LIMITS.max_bytes, **launch}
     demo.launch(prevent_thread_lock=True, state_session_capacity=app.settings.max_sessions, **launch)
     serve_metrics(demo.app, app.metrics)
     if app.settings.speech_api:
@@ -130,7 +138,7 @@ def download_models(settings: Settings) -> int:
     fetched = []
     for name in voices.offered:
         try:
-            hub_files(name)
+            voices.request(name).result()  # fetched into the hub's cache as it loads
             fetched.append(name)
         except VoiceLoadError as error:
             log.error("%s", error)

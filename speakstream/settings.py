@@ -29,6 +29,17 @@ ENV_PREFIX = "SPEAKSTREAM_"
 WEIGHT_CHOICES = ("auto", "float32", "int8", "int4")
 CPU_KERNEL_CHOICES = ("auto", "torch", "onnx", "off")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+# Pocket TTS voices offered by default: a built-in voice of each language's model.
+POCKET_VOICES = (
+    "pocket/english/alba",
+    "pocket/english/marius",
+    "pocket/french/estelle",
+    "pocket/german/juergen",
+    "pocket/italian/giovanni",
+    "pocket/portuguese/rafael",
+    "pocket/spanish/lola",
+    "pocket/dutch/daan",
+)
 
 
 def _default_cache_dir() -> Path:
@@ -104,7 +115,8 @@ class Settings:
     )
     device: str = _opt(
         "auto",
-        "Where the model and the Coqui voices compute: cpu, cuda, or auto (the GPU when torch sees one).",
+        "Where the model, the Coqui and the Pocket TTS voices compute: cpu, cuda, or auto (the GPU when torch "
+        "sees one).",
         choices=DEVICE_CHOICES,
     )
     cpu_kernels: str = _opt(
@@ -146,11 +158,23 @@ class Settings:
         "loads, else piper).",
     )
     voices: str = _opt(
-        "en_US-lessac-medium,en_GB-alba-medium,de_DE-thorsten-medium,fr_FR-siwis-medium,es_ES-davefx-medium",
-        "Comma-separated Piper voices users may pick besides glow-tts and Joe, by name (from the "
-        "rhasspy/piper-voices collection on the Hugging Face hub, fetched on first use).",
+        "en_US-lessac-medium,en_GB-alba-medium,de_DE-thorsten-medium,fr_FR-siwis-medium,es_ES-davefx-medium,"
+        + ",".join(POCKET_VOICES),
+        "Comma-separated voices users may pick besides glow-tts and Joe, by name, fetched from the Hugging "
+        "Face hub on first use: Piper voices (rhasspy/piper-voices, e.g. de_DE-thorsten-medium) and Kyutai's "
+        "Pocket TTS voices (pocket/<model>/<voice>, e.g. pocket/french/estelle; they also make users' own voices).",
     )
-    max_loaded_voices: int = _opt(3, "Most picked Piper voices kept loaded at once (the start-up voices always stay).")
+    max_loaded_voices: int = _opt(
+        3, "Most picked Piper and Pocket TTS voices kept loaded at once (the start-up voices always stay)."
+    )
+    pocket_int8: bool = _opt(
+        False, "Pocket TTS's language model in int8 (dynamic quantization; torchao's kernels where installed)."
+    )
+    max_own_voices: int = _opt(
+        8,
+        "Most voices users made from their own clips kept at once on this server, in memory only (the least "
+        "recently used goes first; each is also forgotten when its page closes).",
+    )
     reply_cache: str = _opt(
         "examples",
         "Replies given again at once to the same request: examples (the page's examples asked with this "
@@ -304,6 +328,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "llm_endpoint_context": (64, None),
     "max_loaded_models": (1, None),
     "max_loaded_voices": (1, None),
+    "max_own_voices": (0, None),
     "voice_cache_mb": (0, None),
     "prompt_cache_tokens": (0, None),
     "torch_threads": (0, 256),

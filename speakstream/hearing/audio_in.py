@@ -38,9 +38,11 @@ class BadAudio(ValueError):
 
 @dataclass(frozen=True)
 class AudioLimits:
-    """How long a spoken message may be, and so how large its file."""
+    """How long a recording may be (and so how large its file), and how short."""
 
     max_seconds: float = 30.0
+    min_seconds: float = 0.0
+    shorter: str = "please say it in shorter parts"  # what to do about one too long
 
     @property
     def max_bytes(self) -> int:
@@ -49,11 +51,12 @@ class AudioLimits:
 
 
 def too_long(limits: AudioLimits) -> BadAudio:
-    return BadAudio(f"That was longer than {limits.max_seconds:g} seconds: please say it in shorter parts.", "too_long")
+    return BadAudio(f"That was longer than {limits.max_seconds:g} seconds: {limits.shorter}.", "too_long")
 
 
-def decode_wav(data: bytes, limits: AudioLimits) -> np.ndarray:
-    """A WAV file's samples at 16 kHz, mono, float32, checked (:class:`BadAudio` says what is wrong)."""
+def decode_wav(data: bytes, limits: AudioLimits, target: int = RATE) -> np.ndarray:
+    """A WAV file's samples at ``target`` Hz (16 kHz: as the recognizer hears), mono, float32,
+    checked (:class:`BadAudio` says what is wrong)."""
     if not data:
         raise BadAudio("The recording is empty.", "empty")
     if len(data) > limits.max_bytes:
@@ -69,6 +72,11 @@ def decode_wav(data: bytes, limits: AudioLimits) -> np.ndarray:
                 )
             if frames > limits.max_seconds * rate:
                 raise too_long(limits)
+            if frames < limits.min_seconds * rate:
+                raise BadAudio(
+                    f"That is {frames / rate:.1f} seconds long: record at least {limits.min_seconds:g} seconds.",
+                    "too_short",
+                )
             samples = sound.read(dtype="float32", always_2d=True)
     except BadAudio:
         raise
@@ -76,7 +84,7 @@ def decode_wav(data: bytes, limits: AudioLimits) -> np.ndarray:
         raise BadAudio("That is not audio SpeakStream can read: send a WAV file.", "not_audio") from None
     mono = samples.mean(axis=1) if samples.size else np.zeros(0, np.float32)
     checked(mono)
-    return to_rate(mono, rate)
+    return to_rate(mono, rate, target)
 
 
 def decode_pcm(text: str) -> np.ndarray:
@@ -109,8 +117,8 @@ def checked(samples: np.ndarray) -> np.ndarray:
     return samples
 
 
-def to_rate(samples: np.ndarray, rate: int) -> np.ndarray:
-    """``samples`` resampled to :data:`RATE`."""
-    if rate == RATE:
+def to_rate(samples: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
+    """``samples`` resampled to ``target`` Hz."""
+    if rate == target:
         return np.ascontiguousarray(samples, dtype=np.float32)
-    return soxr.resample(samples, rate, RATE).astype(np.float32)
+    return soxr.resample(samples, rate, target).astype(np.float32)

@@ -182,12 +182,14 @@ class ReplyPipeline:
         sampling: Sampling | None = None,
         page_here: bool = False,
         replayable: bool = False,
+        own: Voice | None = None,
     ) -> ReplyOptions:
-        """Options for a reply by ``model``; each other one left out is the server's default."""
+        """Options for a reply by ``model``; each other one left out is the server's default.
+        ``own``: the user's own voice, which speaks in place of ``voice``."""
         return ReplyOptions(
             model=model,
             sampling=sampling or Sampling.from_settings(self.settings),
-            voice=self.voices.get(voice) if speak else None,
+            voice=(own or self.voices.get(voice)) if speak else None,
             speaking_rate=speaking_rate or self.settings.speaking_rate,
             page_here=page_here,
             replayable=replayable,

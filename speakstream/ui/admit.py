@@ -12,6 +12,8 @@ from speakstream.controls import NUMBERS
 from speakstream.llm.sources import ModelLoadError, model_label
 from speakstream.settings import Settings
 from speakstream.text.admission import InvalidMessage, clean_message
+from speakstream.voices.base import Voice
+from speakstream.voices.own import OWN
 
 if TYPE_CHECKING:
     from speakstream.ui.handlers import ChatApp
@@ -110,20 +112,22 @@ def reply_settings(settings: Settings, choices: ReplyChoices) -> Settings:
     return dataclasses.replace(settings, **chosen)
 
 
-def voice_notice(app: ChatApp, choices: ReplyChoices) -> str | None:
+def voice_notice(app: ChatApp, choices: ReplyChoices, own: Voice | None = None) -> str | None:
     """What to tell the user when the voice they picked cannot speak this reply (None: it can).
 
-    A picked Piper voice that is not loaded yet starts loading; the reply meanwhile speaks
-    with the default voice.
+    A picked voice that is not loaded yet starts loading; the reply meanwhile speaks with the
+    default voice, as it does for "Your voice" (``own``) not made yet or forgotten since.
     """
     key = choices.voice
     default = app.voices.get(None)
     if choices.text_only or not key or default is None or app.voices.loaded(key):
         return None
+    instead = f"this reply speaks with {default.label}"
+    if key == OWN:
+        return None if own is not None else f"Your voice is not made yet (or was forgotten); {instead}."
     loading = app.voices.request(key)
     if loading.done() and loading.exception() is None:
         return None
-    instead = f"this reply speaks with {default.label}"
     if not loading.done():
         return f"{app.voices.label(key)} is loading (first use); {instead}."
     return f"{app.voices.label(key)}: {loading.exception()}; {instead}."

@@ -42,6 +42,7 @@ from speakstream.ui.examples import replayable
 from speakstream.ui.player import AudioStream
 from speakstream.ui.request_identity import client_address, page_on_this_machine
 from speakstream.voices import VoiceSet
+from speakstream.voices.own import OWN, OwnVoices
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class ChatApp:
     replays: ReplayFiles | None = None  # None: the whole reply's audio goes to Gradio as samples
     recognition: Recognition | None = None  # None: voice input is off
     listeners: Listeners | None = None
+    own_voices: OwnVoices | None = None  # None: users cannot make their own voice here
 
     def chat(
         self,
@@ -157,7 +159,8 @@ def respond(
         gr.Warning(str(refusal))
         yield ChatView(gr.skip(), history, gr.skip(), gr.skip(), gr.skip(), gr.skip()).outputs()
         return
-    if notice := voice_notice(app, choices):
+    own = app.own_voices.get(session.get(OWN)) if app.own_voices and choices.voice == OWN else None
+    if notice := voice_notice(app, choices, own):
         gr.Info(notice)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
     replay = replayable(app, text, not history, chosen, choices, bool(session.pop("again", False)))
@@ -186,6 +189,7 @@ def respond(
                 sampling=Sampling.from_settings(chosen),
                 page_here=page_here,
                 replayable=replay,
+                own=own,
             )
             for outputs in _stream_reply(app, messages, view, earlier, stop, options, session, stream):
                 if ChatView.of(outputs).completed:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import gradio as gr
 
 from speakstream.llm.sources import ModelLoadError, model_label
+from speakstream.voices.own import OWN
 
 if TYPE_CHECKING:
     from speakstream.ui.handlers import ChatApp
@@ -28,11 +29,22 @@ def hearing_note(app: ChatApp, key: str) -> str:
     return f" Spoken messages are heard in English only ({app.recognition.transcriber.label})."
 
 
+def pace_note(app: ChatApp, key: str) -> str:
+    """What the user should know about the speaking rate of voice ``key`` (empty: it follows the slider)."""
+    voice = app.voices.get(key)
+    if voice is None or voice.key != key or voice.speaking_rate_works:
+        return ""
+    return " It speaks at its own pace: the speaking rate does not change it."
+
+
 def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
     """The line under the voice picker while a picked voice loads: the seconds so far, then ready or
-    why not, and what recognizing speech in its language can do."""
+    why not, what recognizing speech in its language can do, and whether it follows the speaking rate."""
+    if key == OWN:
+        yield "Your voice: made under *Your voice* (Pocket TTS; it speaks at its own pace)."
+        return
     if not key or app.voices.loaded(key):
-        yield hearing_note(app, key).strip() if key else ""
+        yield (hearing_note(app, key) + pace_note(app, key)).strip() if key else ""
         return
     loading, started = app.voices.request(key), time.monotonic()
     while not loading.done():
@@ -42,7 +54,7 @@ def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
         gr.Warning(f"{app.voices.label(key)}: {loading.exception()}")
         yield f"Not loaded: {loading.exception()}"
     else:
-        yield f"{app.voices.label(key)} is ready.{hearing_note(app, key)}"
+        yield f"{app.voices.label(key)} is ready.{hearing_note(app, key)}{pace_note(app, key)}"
 
 
 def load_model(app: ChatApp, spec: str | None) -> Iterator[str]:

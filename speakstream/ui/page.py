@@ -21,9 +21,11 @@ from speakstream.ui.examples import EXAMPLE_PROMPTS
 from speakstream.ui.handlers import CHAT_OUTPUTS, ChatApp, ask_again, last_turn_removed, supersede
 from speakstream.ui.loading import load_model, load_voice
 from speakstream.ui.microphone import microphone_component
+from speakstream.ui.own_voice import CONSENT, OwnVoicePage
 from speakstream.ui.player import CLEAR_JS, RESTORED_JS, STOP_JS, player_component
 from speakstream.ui.spoken import SpokenMessages
 from speakstream.voices import VoiceSet
+from speakstream.voices.own import OWN, OWN_LABEL
 
 # Status lines of picked models (and, apart, voices) followed at once; more wait in the queue.
 PICKS_AT_ONCE = 4
@@ -108,7 +110,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         with gr.Accordion("Voice and replay", open=False):
             with gr.Row():
                 voice = gr.Dropdown(
-                    choices=app.voices.choices,
+                    choices=app.voices.choices + [(OWN_LABEL, OWN)] * (app.own_voices is not None),
                     value=app.voices.default,
                     label=BY_NAME["voice"].label,
                     interactive=bool(app.voices.voices),
@@ -122,6 +124,15 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             replay = gr.Audio(
                 label="Whole reply (replay or download)", interactive=False, buttons=["download"], elem_id="replay"
             )
+        with gr.Accordion("Your voice", open=False, visible=app.own_voices is not None):
+            gr.Markdown(CONSENT, elem_id="own-voice-consent")
+            clip = gr.Audio(
+                sources=["microphone", "upload"], type="filepath", label="Your clip", elem_id="own-voice-clip"
+            )
+            with gr.Row():
+                make = gr.Button("Make my voice", variant="primary", elem_id="make-voice")
+                forget = gr.Button("Forget my voice", elem_id="forget-voice")
+            own_status = gr.Markdown("", elem_id="own-voice-status")
         with gr.Accordion("Model settings", open=False):
             model = gr.Dropdown(
                 choices=[(model_label(spec), spec) for spec in app.models.choices],
@@ -153,7 +164,8 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             elem_id="status",
         )
 
-        session = gr.State({})
+        own_voice = OwnVoicePage(app)
+        session = gr.State({}, delete_callback=own_voice.closed)
         secret = settings.storage_secret or None  # None: Gradio makes one at each start
         saved_chat = gr.BrowserState(None, storage_key="speakstream-chat", secret=secret)
         # What a reply's updates show, by ChatView's names.
@@ -229,6 +241,21 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             js=CLEAR_JS,
             cancels=replies,
             **quick,
+        )
+        # Making a voice takes a core for a few seconds: one at a time, in its own line of the queue.
+        make.click(
+            own_voice.make,
+            inputs=[clip, voice, session],
+            outputs=[own_status, voice, clip],
+            api_name="make_voice",
+            concurrency_limit=1,
+            concurrency_id="make_voice",
+        )
+        forget.click(
+            own_voice.forget,
+            inputs=[session],
+            outputs=[own_status, voice, clip],
+            api_name="forget_voice",
         )
         # A picked model or voice loads on its loader thread; the status line that follows it holds a
         # worker thread for a moment every second, so only a few such lines run at once.

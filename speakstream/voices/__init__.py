@@ -1,8 +1,8 @@
-"""The voices: those loaded at start-up, and Piper voices by name, loaded when first picked.
+"""The voices: those loaded at start-up, and Piper and Pocket TTS voices by name, loaded when first picked.
 
 At start-up the Coqui voice and the bundled Piper voice load; one that fails never stops the
 app: the others are used and the reason is kept as a notice the page shows. The operator
-offers more Piper voices by name (``--voices``); each is fetched from the hub and loaded the
+offers more Piper and Pocket TTS voices by name (``--voices``); each is fetched from the hub and loaded the
 first time a user picks it, on a loader thread of its own (never in a reply's place), shared
 by everyone after, and at most ``SPEAKSTREAM_MAX_LOADED_VOICES`` of them stay loaded (the least
 recently used goes first; the start-up voices always stay). Nothing but the offered voices
@@ -26,17 +26,35 @@ from speakstream.settings import Settings
 from speakstream.voices.base import Voice, VoiceLoadError
 from speakstream.voices.coqui import CoquiVoice
 from speakstream.voices.endpoint import EndpointVoice, SpeechServer
-from speakstream.voices.piper import PiperVoice, describe
+from speakstream.voices.piper import PiperVoice
+from speakstream.voices.piper import describe as describe_piper
+from speakstream.voices.pocket import PocketModels, PocketVoice, is_pocket
+from speakstream.voices.pocket import describe as describe_pocket
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CoquiVoice", "PiperVoice", "Voice", "VoiceLoadError", "VoiceSet", "load_voices", "server_voices"]
+__all__ = [
+    "CoquiVoice",
+    "PiperVoice",
+    "PocketVoice",
+    "Voice",
+    "VoiceLoadError",
+    "VoiceSet",
+    "describe",
+    "load_voices",
+    "server_voices",
+]
+
+
+def describe(name: str) -> tuple[str, str]:
+    """The label a picker shows for an offered voice ``name``, and the language it speaks."""
+    return describe_pocket(name) if is_pocket(name) else describe_piper(name)
 
 
 @dataclass
 class VoiceSet:
     """The voices of this server: those loaded at start-up, which one is the default, notices for
-    the user, and the Piper voices offered by name (``offered``), loaded when first asked for."""
+    the user, and the voices offered by name (``offered``), loaded (by ``load``) when first asked for."""
 
     voices: dict[str, Voice] = field(default_factory=dict)
     default: str | None = None
@@ -131,23 +149,28 @@ def server_voices(settings: Settings, notices: list[str]) -> list[Voice]:
 
 def load_voices(settings: Settings, cores: int = 1) -> VoiceSet:
     """Load the speech server's voices (with ``--tts-endpoint``), the Coqui voice and the offline
-    Piper voice (and ``--voice`` if it is an offered Piper voice); a failure becomes a notice,
-    never an exception. A Piper voice may speak on up to
-    ``cores`` threads where the CPU budget has them spare."""
+    Piper voice (and ``--voice`` if it is an offered voice); a failure becomes a notice, never an
+    exception. A Piper or Pocket TTS voice may speak on up to ``cores`` threads where the CPU
+    budget has them spare."""
     result = VoiceSet(offered=settings.voice_names, max_loaded=settings.max_loaded_voices)
     piper = functools.partial(PiperVoice, threads=settings.tts_threads, most_threads=cores)
-    result.load = piper
     if settings.text_only:
         result.notices.append("Text only: speech is turned off.")
         return result
     device = choose_device(settings.device)
+    pocket = PocketModels(device, quantize=settings.pocket_int8)
+
+    def by_name(name: str) -> Voice:
+        return PocketVoice(name, pocket, most_threads=cores) if is_pocket(name) else piper(name)
+
+    result.load = by_name
     candidates: list[Voice] = [
         *server_voices(settings, result.notices),
         CoquiVoice(settings.tts_model, settings.tts_vocoder, device),
         piper(),
     ]
     if settings.voice in result.offered:
-        candidates.append(piper(settings.voice))
+        candidates.append(by_name(settings.voice))
     for voice in candidates:
         try:
             voice.load()

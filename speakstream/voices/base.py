@@ -28,6 +28,8 @@ class Voice(ABC):
     engine = ""  # what makes its speech (engine, version, model file): kept speech never crosses them
     most_threads = 1  # threads its synthesis gains from (more on a core budget's spare cores)
     remote = False  # it speaks on another machine: calls run at once, on no core of this one
+    shared = True  # False: one user's own voice, whose speech is never kept for anyone
+    speaking_rate_works = True  # False: it speaks at its own pace whatever the rate asked for
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -62,6 +62,8 @@ class SpeechCache:
         """``voice.synthesize``'s answer (see there), and whether it was kept from before. Kept
         speech is read-only and comes at once, in the pieces it first came in: its start to
         ``lead`` where it had one and one is asked for, so it is treated exactly as it was."""
+        if not voice.shared:  # a user's own voice: its speech is theirs alone, never kept
+            return voice.synthesize(text, speaking_rate, while_speaking, lead), False
         key = SpeechKey(voice.key, voice.engine, round(speaking_rate, 4), text)
         with self._lock:
             kept = self._items.get(key)

@@ -1,0 +1,74 @@
+"""Voices users make from their own speech ("Your voice"): one per session, in memory only, bounded.
+
+A clip is heard once by a Pocket TTS model (:meth:`PocketVoice.clone_state`); only the state it
+leaves is kept, never the clip, and nothing of either is written to disk or to the logs. At
+most ``most`` such voices stay on the server: making one more forgets the least recently used.
+A session's voice is also forgotten when its page closes or the user asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from speakstream.voices.base import Voice
+from speakstream.voices.pocket import PocketVoice, is_pocket
+
+log = logging.getLogger(__name__)
+
+OWN = "own"  # the picker's value for "Your voice"
+OWN_LABEL = "Your voice (make it under Your voice)"
+# How long a clip may be, in seconds: shorter ones clone poorly, longer ones cost more to hear.
+CLIP_SECONDS = (5.0, 20.0)
+
+
+class OwnVoices:
+    """The voices made from users' clips, by a token each session keeps (never shown to others)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._voices: OrderedDict[str, Voice] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def make(self, base: PocketVoice, samples: np.ndarray, token: str | None = None) -> str:
+        """A voice on ``base``'s model from ``samples`` (float mono at ``base.sample_rate``), kept under
+        ``token`` (a new one where None; it replaces that session's earlier voice); returns the token.
+        Raises :class:`~speakstream.voices.base.VoiceLoadError` where ``base`` cannot clone."""
+        state = base.clone_state(samples)
+        token = token or secrets.token_urlsafe(12)
+        voice = base.cloned(f"{OWN}/{token}", "Your voice", state)
+        with self._lock:
+            self._voices[token] = voice
+            self._voices.move_to_end(token)
+            while len(self._voices) > self.most:
+                self._voices.popitem(last=False)
+                log.info("A voice made from a user's clip was forgotten to make room")
+        return token
+
+    def get(self, token: str | None) -> Voice | None:
+        """The voice kept under ``token`` (None: none, or forgotten since)."""
+        with self._lock:
+            voice = self._voices.get(token or "")
+            if voice is not None:
+                self._voices.move_to_end(token)
+            return voice
+
+    def forget(self, token: str | None) -> bool:
+        """Forget the voice kept under ``token``; whether there was one."""
+        with self._lock:
+            return self._voices.pop(token or "", None) is not None
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._voices)
+
+
+def clone_base(offered: list[str], picked: str | None) -> str | None:
+    """The Pocket TTS voice whose model hears a user's clip: the picked one where it is a Pocket TTS
+    voice (the own voice then speaks its language), else the first offered (None: none offered)."""
+    pocket = [name for name in offered if is_pocket(name)]
+    return picked if picked in pocket else next(iter(pocket), None)
