@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,8 +15,9 @@ import pytest
 import soundfile
 import torch
 from starlette.datastructures import Headers
-from tiny_pocket import install_tiny_pocket
 
+from speakstream.bench.untrained_pocket import install_untrained_pocket
+from speakstream.llm.model import LanguageModel
 from speakstream.server import assemble
 from speakstream.settings import Settings
 from speakstream.ui.admit import ReplyChoices
@@ -23,11 +25,12 @@ from speakstream.ui.handlers import ChatApp, ChatView, respond
 from speakstream.ui.own_voice import CLIP_LIMITS, OwnVoicePage
 from speakstream.voices import VoiceSet
 from speakstream.voices.cache import SpeechCache
-from speakstream.voices.own import OWN, OwnVoices
+from speakstream.voices.own import OWN, OwnVoices, clone_base
 from speakstream.voices.pocket import GATED, LEAD_SECONDS, PocketModels, PocketVoice
 
 from fakes import ScriptedModel, SilentVoice
 from support import chat, chat_client, free_port, serve
+from tiny_pocket import install_tiny_pocket
 
 RATE = 24_000
 
@@ -195,3 +198,26 @@ def test_through_the_api_a_wav_makes_a_voice_and_the_next_chat_speaks_with_it(
         assert "voice Your voice" in chat(client, "Hello?", voice=OWN).result()[4]
         assert client.predict(api_name="/forget_voice")[0].startswith("Forgotten")
         assert "voice Silent (tests)" in chat(client, "Hello?", voice=OWN).result()[4]
+
+
+def test_your_voice_is_made_on_the_picked_pocket_voice_else_a_loaded_one_else_the_first() -> None:
+    offered = ["en_US-lessac-medium", "pocket/english/alba", "pocket/french/estelle"]
+    assert clone_base(offered, "pocket/french/estelle") == "pocket/french/estelle"
+    assert clone_base(offered, "piper", lambda name: name == "pocket/french/estelle") == "pocket/french/estelle"
+    assert clone_base(offered, "piper") == "pocket/english/alba"
+    assert clone_base(["en_US-lessac-medium"], None) is None
+
+
+@pytest.mark.slow
+def test_the_full_size_untrained_model_speaks_a_reply_through_the_real_pipeline(
+    model: LanguageModel, settings: Settings
+) -> None:
+    install_untrained_pocket(["english"], {"english": ["alba"]})
+    voice = PocketVoice("pocket/english/alba", PocketModels()).load()
+    app = assemble(model, VoiceSet({voice.key: voice}, voice.key), dataclasses.replace(settings, max_new_tokens=24))
+    messages = [{"role": "user", "content": "Hello! How are you?"}]
+    updates = list(app.pipeline.reply(messages, threading.Event(), app.pipeline.options(model)))
+    timeline = updates[-1].timeline
+    assert timeline.voice == "Alba (English; Pocket TTS) — untrained: noise, for measuring"
+    assert timeline.voice_failures == 0 and timeline.audio_seconds > 1.0
+    assert sum(update.audio is not None for update in updates) >= 2  # the first chunk's start came early

@@ -71,7 +71,7 @@ class OwnVoicePage:
             yield self.refused(bad)
             return
         session = {} if session is None else session
-        base_key = clone_base(app.voices.offered, picked)
+        base_key = clone_base(app.voices.offered, picked, app.voices.loaded)
         if app.own_voices is None or base_key is None:
             yield "Your voice is off on this server (no Pocket TTS voice is offered).", gr.skip(), None
             return

@@ -127,7 +127,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         with gr.Accordion("Your voice", open=False, visible=app.own_voices is not None):
             gr.Markdown(CONSENT, elem_id="own-voice-consent")
             clip = gr.Audio(
-                sources=["microphone", "upload"], type="filepath", label="Your clip", elem_id="own-voice-clip"
+                sources=["upload", "microphone"], type="filepath", label="Your clip", elem_id="own-voice-clip"
             )
             with gr.Row():
                 make = gr.Button("Make my voice", variant="primary", elem_id="make-voice")

@@ -12,6 +12,7 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 
@@ -67,8 +68,13 @@ class OwnVoices:
             return len(self._voices)
 
 
-def clone_base(offered: list[str], picked: str | None) -> str | None:
+def clone_base(
+    offered: list[str], picked: str | None, loaded: Callable[[str], bool] = lambda name: False
+) -> str | None:
     """The Pocket TTS voice whose model hears a user's clip: the picked one where it is a Pocket TTS
-    voice (the own voice then speaks its language), else the first offered (None: none offered)."""
+    voice (the own voice then speaks its language), else one already ``loaded``, else the first
+    offered (None: none offered)."""
     pocket = [name for name in offered if is_pocket(name)]
-    return picked if picked in pocket else next(iter(pocket), None)
+    if picked in pocket:
+        return picked
+    return next((name for name in pocket if loaded(name)), next(iter(pocket), None))

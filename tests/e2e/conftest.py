@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from speakstream.local_app import CHROMIUM_ARGS, chromium_path, free_port, start_app, stop_app
+from speakstream.settings import Settings
 
 from tiny_coqui import install_tiny_glow_tts
+from tiny_pocket import install_tiny_pocket
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -31,11 +33,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`python app.py` on a free port, with the bundled model and two voices (Piper and a tiny glow-tts)."""
+    """`python app.py` on a free port, with the bundled model and two voices (Piper and a tiny glow-tts),
+    and a tiny untrained Pocket TTS voice offered (it makes "Your voice")."""
     tts_home = tmp_path_factory.mktemp("e2e_tts_home")
     install_tiny_glow_tts(tts_home)
     log_path = tmp_path_factory.mktemp("e2e") / "app.log"
-    env = {**os.environ, "TTS_HOME": str(tts_home), "SPEAKSTREAM_VOICE": "piper", "SPEAKSTREAM_SEED": "3"}
+    # The tiny Pocket TTS voice first: it makes "Your voice" while no other is picked (the hub is unreachable)
+    voices = ",".join([install_tiny_pocket(), *Settings().voice_names])
+    env = {
+        **os.environ,
+        "TTS_HOME": str(tts_home),
+        "SPEAKSTREAM_VOICE": "piper",
+        "SPEAKSTREAM_SEED": "3",
+        "SPEAKSTREAM_VOICES": voices,
+    }
     port = free_port()
     try:
         with log_path.open("w") as log:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
@@ -314,6 +317,24 @@ def test_changing_the_voice_changes_the_voice_used(page) -> None:
     clear_and_wait(page)
     send(page, "Hi! How are you today?")
     assert "voice Joe (Piper, offline)" in wait_for_stats(page)
+
+
+def test_a_clip_uploaded_makes_your_voice_and_the_next_reply_speaks_with_it(page, tmp_path: Path) -> None:
+    clip = tmp_path / "me.wav"
+    seconds = np.arange(6 * 24_000) / 24_000
+    soundfile.write(clip, (0.3 * np.sin(2 * np.pi * (120 + 40 * seconds) * seconds)).astype(np.float32), 24_000)
+    page.get_by_text("Your voice", exact=True).click()
+    expect(page.get_by_text("one you have permission to use")).to_be_visible()
+    page.locator("#own-voice-clip input[type=file]").set_input_files(clip)
+    expect(page.locator("#own-voice-clip audio").first).to_be_attached()  # uploaded
+    page.locator("#make-voice").click()
+    expect(page.locator("#own-voice-status")).to_contain_text("Ready", timeout=60_000)
+    send(page, "Hi! How are you today?")
+    stats = wait_for_stats(page)
+    assert "voice Your voice" in stats and float(re.search(r"audio ([\d.]+) s", stats).group(1)) > 0
+    wait_until_heard(page, stats)
+    page.locator("#forget-voice").click()
+    expect(page.locator("#own-voice-status")).to_contain_text("Forgotten")
 
 
 def test_an_over_long_message_is_refused_with_a_clear_message(page) -> None:
