@@ -42,7 +42,8 @@ log = logging.getLogger("speakstream")
 def configure_logging(level: str) -> None:
     """One log format for the app; chatty HTTP libraries only speak up on warnings."""
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "httpcore2", "urllib3", "filelock", "asyncio", "matplotlib", "numba"):
+    noisy_loggers = ("httpx", "httpcore", "httpcore2", "urllib3", "filelock", "asyncio", "matplotlib", "numba")
+    for noisy in (*noisy_loggers, "pocket_tts"):  # (Pocket TTS logs every chunk it speaks at INFO)
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     # Coqui logs a failed model download with a full traceback; the voice notice already says why.
     logging.getLogger("TTS.utils.manage").setLevel(logging.CRITICAL)
