@@ -168,7 +168,9 @@ class Settings:
         3, "Most picked Piper and Pocket TTS voices kept loaded at once (the start-up voices always stay)."
     )
     pocket_int8: bool = _opt(
-        False, "Pocket TTS's language model in int8 (dynamic quantization; torchao's kernels where installed)."
+        True,
+        "Pocket TTS's language model in int8 (dynamic quantization by torch.ao; torchao's where installed, which "
+        "measured slower on a CPU); off: float32.",
     )
     max_own_voices: int = _opt(
         8,

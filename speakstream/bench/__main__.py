@@ -32,7 +32,7 @@ MEMORY_LOAD = (
 )
 
 
-LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint", "replicas")  # run only when named
+LONG_SECTIONS = ("load", "sizes", "voice", "cache", "endpoint", "replicas", "pocket")  # run only when named
 
 
 def isa_env(isa: str) -> dict[str, str]:
@@ -78,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="glow-tts at the released shapes with random weights (its speed, never its sound), "
         "for machines that cannot fetch the released voice",
     )
+    parser.add_argument(
+        "--untrained-pocket",
+        action="store_true",
+        help="Pocket TTS's English model at its released shape with random weights (its speed, never its sound) "
+        "as the voice pocket/english/alba, the default one, for machines that cannot fetch the released model",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.sections) - set(SECTIONS + LONG_SECTIONS)
     if unknown:
@@ -108,6 +114,19 @@ def run(args: argparse.Namespace) -> None:
         install_untrained_glow_tts(home)
         os.environ["TTS_HOME"] = str(home)  # for this process and the apps it starts
         print(f"glow-tts: untrained, at the released shapes, in {home}")
+    if args.untrained_pocket:
+        from huggingface_hub import constants
+
+        from speakstream.bench.untrained_pocket import install_untrained_pocket
+
+        home = Path(tempfile.mkdtemp(prefix="speakstream-hf-"))
+        os.environ["HF_HOME"] = str(home)  # for the apps it starts
+        constants.HF_HUB_CACHE = str(home / "hub")  # and this process (its hub library read HF_HOME already)
+        install_untrained_pocket(["english"], {"english": ["alba"]})
+        for name in ("VOICE", "VOICES"):
+            os.environ.setdefault(f"SPEAKSTREAM_{name}", "pocket/english/alba")
+        voice = os.environ["SPEAKSTREAM_VOICE"]
+        print(f"Pocket TTS english: untrained, at the released shape, in {home}; voice {voice}")
     # Speech kept from one run would make the next run's first audio faster than a new reply's:
     # every section measures without the voice cache (here and in the apps it starts) but `cache`.
     os.environ.setdefault("SPEAKSTREAM_VOICE_CACHE_MB", "0")
@@ -154,6 +173,10 @@ def run(args: argparse.Namespace) -> None:
             from speakstream.bench.load import bench_load
 
             bench_load(args.prompts, args.limit, args.users, args.minutes, args.replies)
+        elif name == "pocket":
+            from speakstream.bench.pocket_voices import bench_pocket
+
+            bench_pocket(settings)
         else:
             from speakstream.bench.browser import bench_browser
 
