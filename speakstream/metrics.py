@@ -85,6 +85,9 @@ class Metrics:
         self.listening = Gauge(
             "speakstream_listening_pages", "Pages whose spoken turn the server keeps", registry=self.registry
         )
+        self.own_voices = Gauge(
+            "speakstream_own_voices", "Voices users made from their own clips, held in memory", registry=self.registry
+        )
         self.voice_cache_hits = Counter(
             "speakstream_voice_cache_hits", "Chunks spoken from speech kept from before", registry=self.registry
         )

@@ -76,6 +76,10 @@ def assemble(
         rules = TurnRules(end_silence=settings.end_of_turn, max_seconds=settings.max_utterance_seconds)
         listeners = Listeners(SileroVad(), rules, recognition.soon)
         metrics.listening.set_function(lambda: len(listeners))
+    own_voices = None
+    if settings.max_own_voices and not settings.text_only and clone_base(voices.offered, None):
+        own_voices = OwnVoices(settings.max_own_voices, cores)
+        metrics.own_voices.set_function(lambda: len(own_voices))
     return ChatApp(
         pipeline=ReplyPipeline(settings, voices, speech, word_filter, cores, replies),
         models=ModelPool(settings, model, load),
@@ -87,11 +91,7 @@ def assemble(
         replays=replays,
         recognition=recognition,
         listeners=listeners,
-        own_voices=(
-            OwnVoices(settings.max_own_voices)
-            if settings.max_own_voices and not settings.text_only and clone_base(voices.offered, None)
-            else None
-        ),
+        own_voices=own_voices,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import secrets
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -56,13 +57,16 @@ def clip_bytes(seconds: float = 6.0, rate: int = RATE, amplitude: float = 0.3) -
 
 
 def clip_file(tmp_path: Path, data: bytes, name: str = "clip.wav") -> str:
-    path = tmp_path / name
+    """``data`` written as Gradio writes an upload: in a folder of its own."""
+    path = tmp_path / "uploads" / secrets.token_hex(8) / name
+    path.parent.mkdir(parents=True)
     path.write_bytes(data)
     return str(path)
 
 
-def visitor(address: str = "10.1.1.1") -> SimpleNamespace:
-    return SimpleNamespace(client=SimpleNamespace(host=address), headers=Headers())
+def visitor(session: str = "session-a", address: str = "10.1.1.1") -> SimpleNamespace:
+    """Gradio's request for a page (its session id) at ``address``."""
+    return SimpleNamespace(client=SimpleNamespace(host=address), headers=Headers(), session_hash=session)
 
 
 def chat_app(tiny: str, pocket: PocketVoice, **overrides: object) -> ChatApp:
@@ -73,10 +77,14 @@ def chat_app(tiny: str, pocket: PocketVoice, **overrides: object) -> ChatApp:
     return assemble(ScriptedModel("Hello there, this is your reply."), voices, settings)
 
 
+def reply_in(app: ChatApp, session: dict) -> ChatView:
+    """The last update of a reply in ``session`` with "Your voice" picked."""
+    return ChatView.of(list(respond(app, "Hello?", [], ReplyChoices(voice=OWN), session))[-1])
+
+
 def spoken_by(app: ChatApp, session: dict) -> str:
     """The voice the timing line names after a reply in ``session`` with "Your voice" picked."""
-    outputs = list(respond(app, "Hello?", [], ReplyChoices(voice=OWN), session))
-    return ChatView.of(outputs[-1]).stats
+    return reply_in(app, session).stats
 
 
 def test_a_pocket_voice_hands_out_its_first_chunk_in_growing_pieces_that_join_exactly(pocket: PocketVoice) -> None:
@@ -93,6 +101,7 @@ def test_a_pocket_voice_hands_out_its_first_chunk_in_growing_pieces_that_join_ex
     sizes = [piece.size for piece in pieces]
     assert len(sizes) >= 2 and sizes[0] >= LEAD_SECONDS * RATE
     assert all(later >= sum(sizes[:i]) for i, later in enumerate(sizes[1:], 1))  # each covers the next's making
+    assert rest.size > 0  # the chunk's end comes back with the call (its fade-out is put there)
     joined = np.concatenate([*pieces, rest])
     assert np.array_equal(joined, whole)  # no gap, no overlap, no click where they meet
 
@@ -110,33 +119,48 @@ def test_your_voice_speaks_only_in_the_session_that_made_it_until_it_is_forgotte
     mine: dict = {}
     lines = [line for line, _, _ in page.make(visitor(), clip_file(tmp_path, clip_bytes()), tiny, mine)]
     assert lines[0].startswith("Preparing your voice") and lines[-1].startswith("Ready")
-    assert "voice Your voice" in spoken_by(app, mine)
+    reply = reply_in(app, mine)
+    assert "voice Your voice" in reply.stats and reply.replay is None  # never kept in a file for replay
     assert "voice Silent (tests)" in spoken_by(app, {})  # another session picking "Your voice" has none
-    assert page.forget(mine)[0].startswith("Forgotten") and len(app.own_voices) == 0
+    assert page.forget(visitor(), OWN, mine)[0].startswith("Forgotten") and len(app.own_voices) == 0
     assert "voice Silent (tests)" in spoken_by(app, mine)
+
+
+def test_forget_clicked_while_the_voice_is_being_made_wins(tiny: str, pocket: PocketVoice, tmp_path: Path) -> None:
+    app = chat_app(tiny, pocket)
+    page, session = OwnVoicePage(app), {}
+    making = page.make(visitor(), clip_file(tmp_path, clip_bytes()), tiny, session)
+    for line, _, _ in making:
+        if line.startswith("Preparing your voice: listening"):
+            page.forget(visitor(), OWN, session)
+            break
+    assert [line for line, _, _ in making][-1].startswith("Forgotten") and len(app.own_voices) == 0
 
 
 def test_a_closed_page_takes_its_voice_with_it(tiny: str, pocket: PocketVoice, tmp_path: Path) -> None:
     app = chat_app(tiny, pocket)
-    page, session = OwnVoicePage(app), {}
-    list(page.make(visitor(), clip_file(tmp_path, clip_bytes()), tiny, session))
-    assert len(app.own_voices) == 1
-    page.closed(session)
-    assert len(app.own_voices) == 0
+    page = OwnVoicePage(app)
+    for session in ("closing", "staying"):
+        list(page.make(visitor(session), clip_file(tmp_path, clip_bytes(), f"{session}.wav"), tiny, {}))
+    assert len(app.own_voices) == 2
+    page.closed(visitor("closing"))
+    assert app.own_voices.get("closing") is None and app.own_voices.get("staying") is not None
 
 
 def test_the_server_keeps_so_many_own_voices_and_forgets_the_least_recently_used(pocket: PocketVoice) -> None:
     voices, samples = OwnVoices(most=2), np.full(5 * RATE, 0.1, dtype=np.float32)
-    first, second = voices.make(pocket, samples), voices.make(pocket, samples)
-    voices.get(first)  # used again: the second is now the oldest
-    third = voices.make(pocket, samples)
-    assert voices.get(second) is None and voices.get(first) is not None and voices.get(third) is not None
-    assert voices.get(first).key != voices.get(third).key
+    for session in ("first", "second"):
+        voices.make(pocket, samples, session)
+    voices.get("first")  # used again: the second is now the oldest
+    voices.make(pocket, samples, "third")
+    assert voices.get("second") is None and voices.get("first") is not None and voices.get("third") is not None
+    assert voices.get("first").key != voices.get("third").key
 
 
 def test_an_own_voices_speech_is_never_kept_for_anyone(pocket: PocketVoice) -> None:
     voices = OwnVoices(most=1)
-    own = voices.get(voices.make(pocket, np.full(5 * RATE, 0.1, dtype=np.float32)))
+    voices.make(pocket, np.full(5 * RATE, 0.1, dtype=np.float32), "mine")
+    own = voices.get("mine")
     cache = SpeechCache(10_000_000)
     cache.speak(own, "Hello there.")
     cache.speak(pocket, "Hello there.")
@@ -144,9 +168,9 @@ def test_an_own_voices_speech_is_never_kept_for_anyone(pocket: PocketVoice) -> N
 
 
 def test_the_clip_file_gradio_wrote_is_deleted_once_read(tiny: str, pocket: PocketVoice, tmp_path: Path) -> None:
-    path = clip_file(tmp_path, clip_bytes())
-    list(OwnVoicePage(chat_app(tiny, pocket)).make(visitor(), path, tiny, {}))
-    assert not Path(path).exists()
+    path = Path(clip_file(tmp_path, clip_bytes()))
+    list(OwnVoicePage(chat_app(tiny, pocket)).make(visitor(), str(path), tiny, {}))
+    assert not path.exists() and not path.parent.exists()
 
 
 def bad_clips() -> dict[str, tuple[bytes, str]]:
@@ -185,6 +209,7 @@ def test_without_the_cloning_weights_the_page_says_why_your_voice_is_off(
     assert line == f"Your voice is off: {GATED}."
 
 
+@pytest.mark.slow
 def test_through_the_api_a_wav_makes_a_voice_and_the_next_chat_speaks_with_it(
     tiny: str, pocket: PocketVoice, tmp_path: Path
 ) -> None:
@@ -196,7 +221,8 @@ def test_through_the_api_a_wav_makes_a_voice_and_the_next_chat_speaks_with_it(
         line, voice, _ = client.predict(handle_file(clip_file(tmp_path, clip_bytes())), tiny, api_name="/make_voice")
         assert line.startswith("Ready") and voice == OWN
         assert "voice Your voice" in chat(client, "Hello?", voice=OWN).result()[4]
-        assert client.predict(api_name="/forget_voice")[0].startswith("Forgotten")
+        line, voice, _ = client.predict(OWN, api_name="/forget_voice")
+        assert line.startswith("Forgotten") and voice == app.voices.default  # the picker leaves "Your voice"
         assert "voice Silent (tests)" in chat(client, "Hello?", voice=OWN).result()[4]
 
 

@@ -161,7 +161,7 @@ def bench_weights(label: str, quantize: bool, writer_model: Any, settings: Setti
     for config in CONFIGS:
         started = time.perf_counter()
         try:
-            voice = PocketVoice(f"pocket/{config}/{VOICE}", models, most_threads=2).load()
+            voice = PocketVoice(f"pocket/{config}/{VOICE}", models).load()
         except Exception as error:  # noqa: BLE001 - a model that fails here is a finding, said as it is
             print(f"  {config} {label}: could not load: {error.__class__.__name__}: {error}")
             continue

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-UNTRAINED = {"speakstream": "untrained"}  # the weights file's metadata
+from speakstream.voices.pocket import UNTRAINED
+
 # Text the tokenizers are trained on: words as replies use them, so a chunk counts about as many
 # tokens as with the released tokenizers (the untrained model speaks for as long as its tokens say).
 CORPUS = (

@@ -163,7 +163,8 @@ def respond(
     if notice := voice_notice(app, choices, own):
         gr.Info(notice)
     messages = [*to_model_messages(history, chosen.system_prompt), {"role": "user", "content": text}]
-    replay = replayable(app, text, not history, chosen, choices, bool(session.pop("again", False)))
+    again = bool(session.pop("again", False))
+    replay = own is None and replayable(app, text, not history, chosen, choices, again)  # (own: never kept)
     stop, ended = threading.Event(), threading.Event()
     supersede(session)
     session["running"] = (stop, ended)
@@ -246,7 +247,7 @@ def _stream_reply(
             yield view.outputs()
         elif update.final:
             timeline = update.timeline
-            if spoken:
+            if spoken and (options.voice is None or options.voice.shared):  # a user's own voice: no file
                 samples = np.concatenate(spoken)
                 view.replay = app.replays.write(samples, rate) if app.replays else (rate, samples)
             if timeline.voice_failures:

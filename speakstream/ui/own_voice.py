@@ -8,6 +8,7 @@ clip and deletes that file at once, and keeps only what the model made of it
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from speakstream.hearing.audio_in import AudioLimits, BadAudio, decode_wav
+from speakstream.ui.handlers import supersede
 from speakstream.ui.loading import LOADING_TICK_SECONDS
 from speakstream.ui.request_identity import client_address
 from speakstream.voices.base import VoiceLoadError
@@ -37,11 +39,12 @@ CONSENT = (
 CLIP_LIMITS = AudioLimits(max_seconds=CLIP_SECONDS[1], min_seconds=CLIP_SECONDS[0], shorter="use 5 to 20 seconds")
 # (the status line, the voice picker, the clip)
 OwnOutputs = tuple[str, Any, Any]
+FORGOTTEN = "own_forgotten"  # the session's count of Forget clicks: a voice being made when one comes is dropped
 
 
 def taken(clip: str | None) -> bytes:
-    """The clip's bytes; its file (Gradio's copy of the upload) is deleted at once. A file larger
-    than a clip can be is refused unread."""
+    """The clip's bytes; its file (Gradio's copy of the upload) and the folder Gradio made for it
+    are deleted at once. A file larger than a clip can be is refused unread."""
     if not clip:
         return b""
     path = Path(clip)
@@ -49,8 +52,12 @@ def taken(clip: str | None) -> bytes:
         if (size := path.stat().st_size) > CLIP_LIMITS.max_bytes:
             raise BadAudio(f"That file is too large ({size / 1e6:.0f} MB): use 5 to 20 seconds of speech.", "too_large")
         return path.read_bytes()
+    except FileNotFoundError:
+        raise BadAudio("That upload is gone: upload the clip again.", "gone") from None
     finally:
         path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # (kept where something else is in it)
+            path.parent.rmdir()
 
 
 class OwnVoicePage:
@@ -62,8 +69,8 @@ class OwnVoicePage:
     def make(
         self, request: gr.Request, clip: str | None, picked: str | None, session: dict[str, Any] | None
     ) -> Iterator[OwnOutputs]:
-        """Make the session's own voice from ``clip`` on the picked Pocket TTS voice's model (else the
-        first offered), a progress line at each step; the picker then shows "Your voice"."""
+        """Make the session's own voice from ``clip`` on the picked Pocket TTS voice's model (else one
+        loaded, else the first offered), a progress line at each step; the picker then shows "Your voice"."""
         app = self.app
         try:
             data = taken(clip)
@@ -79,6 +86,7 @@ class OwnVoicePage:
             gr.Warning(f"You are sending too quickly. Please wait {wait:.0f} seconds.")
             yield "Not made: wait a moment and try again.", gr.skip(), None
             return
+        forgets = session.get(FORGOTTEN, 0)
         loading, started = app.voices.request(base_key), time.monotonic()
         while not loading.done():
             yield f"Preparing your voice: loading Pocket TTS… {time.monotonic() - started:.0f} s", gr.skip(), None
@@ -90,14 +98,22 @@ class OwnVoicePage:
             yield "Preparing your voice: checking the clip…", gr.skip(), None
             samples = decode_wav(data, CLIP_LIMITS, target=base.sample_rate)
             yield "Preparing your voice: listening to it (a few seconds)…", gr.skip(), None
-            with app.pipeline.cores.voice_speaking():
-                session[OWN] = app.own_voices.make(base, samples, session.get(OWN))
+            app.own_voices.make(base, samples, request.session_hash)
         except BadAudio as bad:
             yield self.refused(bad)
             return
         except VoiceLoadError as error:
             yield f"Your voice is off: {error}.", gr.skip(), None
             return
+        except Exception:  # the model's own errors: the details (never the clip) to the log
+            log.exception("Making a voice from a clip failed")
+            yield "Not made: something went wrong while listening to the clip. Please try again.", gr.skip(), None
+            return
+        if session.get(FORGOTTEN, 0) != forgets:  # Forget was clicked meanwhile: it wins
+            app.own_voices.forget(request.session_hash)
+            yield "Forgotten: nothing of your clip is left on the server.", gr.skip(), None
+            return
+        session[OWN] = request.session_hash
         ready = f"Ready: replies on this page now speak in your voice (made on the model of {base.label})."
         yield ready, OWN, None
 
@@ -107,14 +123,19 @@ class OwnVoicePage:
         gr.Warning(str(bad))
         return f"Not made: {bad}", gr.skip(), None
 
-    def forget(self, session: dict[str, Any] | None) -> OwnOutputs:
-        """Forget the session's own voice now; the picker goes back to the default voice."""
-        token = (session or {}).pop(OWN, None)
+    def forget(self, request: gr.Request, picked: str | None, session: dict[str, Any] | None) -> OwnOutputs:
+        """Forget the session's own voice now (a reply speaking in it stops, one being made is
+        dropped); a picker on "Your voice" goes back to the default voice."""
+        session = {} if session is None else session
+        session[FORGOTTEN] = session.get(FORGOTTEN, 0) + 1
+        session.pop(OWN, None)
+        supersede(session)
         own = self.app.own_voices
-        line = "Forgotten: nothing of your clip is left on the server." if own and own.forget(token) else ""
-        return line or "No voice of yours to forget.", self.app.voices.default, None
+        forgot = own is not None and own.forget(request.session_hash)
+        line = "Forgotten: nothing of your clip is left on the server." if forgot else "No voice of yours to forget."
+        return line, self.app.voices.default if picked == OWN else gr.skip(), None
 
-    def closed(self, session: dict[str, Any] | None) -> None:
-        """A page's session ended (Gradio drops its state): its own voice goes with it."""
-        if self.app.own_voices is not None and session:
-            self.app.own_voices.forget(session.get(OWN))
+    def closed(self, request: gr.Request) -> None:
+        """A page was closed (Gradio's unload): its own voice goes with it."""
+        if self.app.own_voices is not None:
+            self.app.own_voices.forget(request.session_hash)

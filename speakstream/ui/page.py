@@ -110,7 +110,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         with gr.Accordion("Voice and replay", open=False):
             with gr.Row():
                 voice = gr.Dropdown(
-                    choices=app.voices.choices + [(OWN_LABEL, OWN)] * (app.own_voices is not None),
+                    choices=[*app.voices.choices, *([(OWN_LABEL, OWN)] if app.own_voices is not None else [])],
                     value=app.voices.default,
                     label=BY_NAME["voice"].label,
                     interactive=bool(app.voices.voices),
@@ -164,8 +164,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             elem_id="status",
         )
 
-        own_voice = OwnVoicePage(app)
-        session = gr.State({}, delete_callback=own_voice.closed)
+        session = gr.State({})
         secret = settings.storage_secret or None  # None: Gradio makes one at each start
         saved_chat = gr.BrowserState(None, storage_key="speakstream-chat", secret=secret)
         # What a reply's updates show, by ChatView's names.
@@ -243,6 +242,7 @@ def build_ui(app: ChatApp) -> gr.Blocks:
             **quick,
         )
         # Making a voice takes a core for a few seconds: one at a time, in its own line of the queue.
+        own_voice = OwnVoicePage(app)
         make.click(
             own_voice.make,
             inputs=[clip, voice, session],
@@ -253,10 +253,11 @@ def build_ui(app: ChatApp) -> gr.Blocks:
         )
         forget.click(
             own_voice.forget,
-            inputs=[session],
+            inputs=[voice, session],
             outputs=[own_status, voice, clip],
             api_name="forget_voice",
         )
+        demo.unload(own_voice.closed)
         # A picked model or voice loads on its loader thread; the status line that follows it holds a
         # worker thread for a moment every second, so only a few such lines run at once.
         for picker, follow, status_line in ((model, load_model, model_status), (voice, load_voice, voice_status_line)):

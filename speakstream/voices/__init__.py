@@ -81,7 +81,8 @@ class VoiceSet:
         return self.voices.get(key or "") or picked or self.voices.get(self.default or "")
 
     def label(self, key: str) -> str:
-        voice = self.voices.get(key)
+        with self._lock:
+            voice = self.voices.get(key) or self._picked.get(key)
         return voice.label if voice else describe(key)[0]
 
     def language(self, key: str) -> str:
@@ -150,20 +151,20 @@ def server_voices(settings: Settings, notices: list[str]) -> list[Voice]:
 def load_voices(settings: Settings, cores: int = 1) -> VoiceSet:
     """Load the speech server's voices (with ``--tts-endpoint``), the Coqui voice and the offline
     Piper voice (and ``--voice`` if it is an offered voice); a failure becomes a notice, never an
-    exception. A Piper or Pocket TTS voice may speak on up to ``cores`` threads where the CPU
-    budget has them spare."""
+    exception. A Piper voice may speak on up to ``cores`` threads where the CPU budget has them
+    spare."""
     result = VoiceSet(offered=settings.voice_names, max_loaded=settings.max_loaded_voices)
     piper = functools.partial(PiperVoice, threads=settings.tts_threads, most_threads=cores)
-    if settings.text_only:
-        result.notices.append("Text only: speech is turned off.")
-        return result
     device = choose_device(settings.device)
     pocket = PocketModels(device, quantize=settings.pocket_int8)
 
     def by_name(name: str) -> Voice:
-        return PocketVoice(name, pocket, most_threads=cores) if is_pocket(name) else piper(name)
+        return PocketVoice(name, pocket) if is_pocket(name) else piper(name)
 
     result.load = by_name
+    if settings.text_only:
+        result.notices.append("Text only: speech is turned off.")
+        return result
     candidates: list[Voice] = [
         *server_voices(settings, result.notices),
         CoquiVoice(settings.tts_model, settings.tts_vocoder, device),

@@ -3,7 +3,8 @@
 A clip is heard once by a Pocket TTS model (:meth:`PocketVoice.clone_state`); only the state it
 leaves is kept, never the clip, and nothing of either is written to disk or to the logs. At
 most ``most`` such voices stay on the server: making one more forgets the least recently used.
-A session's voice is also forgotten when its page closes or the user asks.
+A session's voice is also forgotten when its page closes or the user asks. Making one takes a
+core from the CPU budget, as a voice speaking does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from speakstream.torch_threads import CoreBudget
 from speakstream.voices.base import Voice
 from speakstream.voices.pocket import PocketVoice, is_pocket
 
@@ -28,27 +30,28 @@ CLIP_SECONDS = (5.0, 20.0)
 
 
 class OwnVoices:
-    """The voices made from users' clips, by a token each session keeps (never shown to others)."""
+    """The voices made from users' clips, by their session (Gradio's session id, which only that
+    page or client holds)."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, cores: CoreBudget | None = None) -> None:
         self.most = most
+        self.cores = cores
         self._voices: OrderedDict[str, Voice] = OrderedDict()
         self._lock = threading.Lock()
 
-    def make(self, base: PocketVoice, samples: np.ndarray, token: str | None = None) -> str:
-        """A voice on ``base``'s model from ``samples`` (float mono at ``base.sample_rate``), kept under
-        ``token`` (a new one where None; it replaces that session's earlier voice); returns the token.
-        Raises :class:`~speakstream.voices.base.VoiceLoadError` where ``base`` cannot clone."""
-        state = base.clone_state(samples)
-        token = token or secrets.token_urlsafe(12)
-        voice = base.cloned(f"{OWN}/{token}", "Your voice", state)
+    def make(self, base: PocketVoice, samples: np.ndarray, token: str) -> None:
+        """Session ``token``'s voice, on ``base``'s model, from ``samples`` (float mono at
+        ``base.sample_rate``), in place of its earlier one. Raises
+        :class:`~speakstream.voices.base.VoiceLoadError` where ``base`` cannot clone."""
+        state = base.clone_state(samples, self.cores.voice_speaking() if self.cores else None)
+        # A key of its own (never the session's id: keys reach the logs), so speech never crosses voices.
+        voice = base.cloned(f"{OWN}/{secrets.token_hex(8)}", "Your voice", state)
         with self._lock:
             self._voices[token] = voice
             self._voices.move_to_end(token)
             while len(self._voices) > self.most:
                 self._voices.popitem(last=False)
                 log.info("A voice made from a user's clip was forgotten to make room")
-        return token
 
     def get(self, token: str | None) -> Voice | None:
         """The voice kept under ``token`` (None: none, or forgotten since)."""

@@ -11,6 +11,12 @@ where only the others can be had, the built-in voices speak and cloning says why
 Pocket TTS streams: it decodes its speech in 80 ms frames while it writes the next ones, so a
 reply's first chunk is handed out in growing pieces as they come. It reads our chunks as they
 are (its own sentence splitting is given room for any chunk we make) and has no speaking rate.
+It writes and decodes on two threads of its own at once, each on the thread count the CPU
+budget gave the voice (torch's count for new threads is process-wide: another thread setting
+its own count at that moment can change theirs), so one voice keeps more than its core busy
+(``bench pocket`` measures how much). Beyond ``TTSModel``'s methods it relies on the package's
+``CONFIGS_DIR``, ``download_if_necessary`` and ``has_voice_cloning``: pocket-tts is pinned and
+the tests run it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import re
 import threading
 import weakref
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +54,7 @@ LANGUAGES = {
 LEAD_SECONDS = 0.24
 # Room for Pocket TTS's own sentence splitting: our chunks (100 characters at most) stay whole.
 MAX_TOKENS = 1000
-UNTRAINED_MARK = ("speakstream", "untrained")  # metadata of the weights bench/untrained_pocket.py writes
+UNTRAINED = {"speakstream": "untrained"}  # the metadata of the weights bench/untrained_pocket.py writes
 GATED = (
     "this server has only the Pocket TTS weights without voice cloning (the cloning weights are gated: "
     "accept the terms at https://huggingface.co/kyutai/pocket-tts and log in with `hf auth login`)"
@@ -71,8 +78,9 @@ def is_pocket(name: str) -> bool:
 
 @dataclass
 class PocketModel:
-    """One loaded Pocket TTS model, shared by the voices of its language (one of them at a time:
-    the package does not promise a model is safe to run from two threads)."""
+    """One loaded Pocket TTS model, shared by the voices of its language. They speak one at a time
+    (the package does not promise a model is safe to run from two threads): ``lock`` is each of
+    their voice locks, so a voice waiting for the model holds no core meanwhile."""
 
     name: str
     tts: Any  # pocket_tts.TTSModel
@@ -85,13 +93,15 @@ class PocketModel:
     def sample_rate(self) -> int:
         return int(self.tts.sample_rate)
 
-    def state_for(self, prompt: Any) -> Any:
+    def state_for(self, prompt: Any, threads: int = 1) -> Any:
         """The model's state after hearing ``prompt``: a built-in voice's name, or a [channels, samples]
-        tensor at the model's sample rate. Runs on a passing thread (see speakstream.torch_threads)."""
+        tensor at the model's sample rate (the caller holds ``lock``). Runs on a passing thread (see
+        speakstream.torch_threads) on ``threads`` threads."""
         import torch
 
         def encode() -> Any:
-            with self.lock, torch.inference_mode():
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
                 return self.tts.get_state_for_audio_prompt(prompt)
 
         return in_passing_thread(encode, name="speakstream-voice-prompt")
@@ -102,7 +112,7 @@ class PocketModels:
 
     def __init__(self, device: str = "cpu", quantize: bool = False) -> None:
         self.device = device
-        self.quantize = quantize
+        self.quantize = quantize and device == "cpu"  # torch.ao's int8 layers have no CUDA kernels
         self._models: weakref.WeakValueDictionary[str, PocketModel] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
 
@@ -144,19 +154,20 @@ def _untrained(tts: Any) -> bool:
 
     config = tts.config
     source = config.weights_path if tts.has_voice_cloning else config.weights_path_without_voice_cloning
-    if source is None:
+    if source is None:  # the package's configs all name their weights: none means random ones
         return True
     with safetensors.safe_open(str(download_if_necessary(source)), framework="pt") as weights:
-        return (weights.metadata() or {}).get(UNTRAINED_MARK[0]) == UNTRAINED_MARK[1]
+        return UNTRAINED.items() <= (weights.metadata() or {}).items()
 
 
 class PocketVoice(Voice):
     """A Pocket TTS voice: a model and the state a voice prompt left it in (a built-in voice's, or
-    one made from a user's clip, :meth:`cloned`). Its synthesis threads come from the CPU budget."""
+    one made from a user's clip, :meth:`cloned`). It speaks on one thread (and the decoder's
+    beside it): two measured no faster."""
 
     speaking_rate_works = False
 
-    def __init__(self, name: str, models: PocketModels, most_threads: int = 1) -> None:
+    def __init__(self, name: str, models: PocketModels) -> None:
         super().__init__()
         found = NAME.match(name)
         if found is None:
@@ -164,7 +175,6 @@ class PocketVoice(Voice):
         self.key = name
         self.label, self.language = describe(name)
         self.model_name, self.voice_name = found["model"], found["voice"]
-        self.most_threads = max(1, most_threads)
         self.sample_rate = 0
         self.model: PocketModel | None = None
         self._models = models
@@ -174,7 +184,8 @@ class PocketVoice(Voice):
         """Load the model (shared) and the voice's state; :class:`VoiceLoadError` saying why not."""
         model = self._models.get(self.model_name)
         try:
-            state = model.state_for(self.voice_name)
+            with model.lock:
+                state = model.state_for(self.voice_name)
         except Exception as error:  # the hub's own error types: details to the log
             log.warning("Could not load the Pocket TTS voice %s: %s", self.key, error)
             raise VoiceLoadError(
@@ -185,25 +196,30 @@ class PocketVoice(Voice):
         return self
 
     def cloned(self, key: str, label: str, state: Any) -> PocketVoice:
-        """A voice on this one's model with the state a user's clip left it in (see :meth:`clone_state`)."""
+        """One user's own voice on this one's model, with the state their clip left it in (see
+        :meth:`clone_state`); its speech is never kept for anyone."""
         assert self.model is not None
-        voice = PocketVoice(self.key, self._models, self.most_threads)
+        voice = PocketVoice(self.key, self._models)
         voice.key, voice.label, voice.shared = key, label, False
-        voice._ready(self.model, state, f"{self.model.engine} {key}")
+        voice._ready(self.model, state, f"{self.model.engine} own voice")
         return voice
 
-    def clone_state(self, samples: np.ndarray) -> Any:
-        """The model's state after hearing ``samples`` (float mono at ``sample_rate``);
+    def clone_state(self, samples: np.ndarray, while_listening: AbstractContextManager[int] | None = None) -> Any:
+        """The model's state after hearing ``samples`` (float mono at ``sample_rate``), made once the
+        model is free, on the threads ``while_listening`` gives (as :meth:`synthesize` takes them);
         :class:`VoiceLoadError` where this server cannot clone."""
         import torch
 
         assert self.model is not None
         if not self.model.cloning:
             raise VoiceLoadError(GATED)
-        return self.model.state_for(torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None, :])
+        audio = torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32))[None, :]
+        with self._lock, while_listening or nullcontext(1) as threads:
+            return self.model.state_for(audio, threads)
 
     def _ready(self, model: PocketModel, state: Any, engine: str) -> None:
         self.model, self._state, self.engine = model, state, engine
+        self._lock = model.lock
         self.sample_rate = model.sample_rate
         if model.untrained and "untrained" not in self.label:
             self.label += " — untrained: noise, for measuring"
@@ -211,25 +227,30 @@ class PocketVoice(Voice):
     def _synthesize(
         self, text: str, length_scale: float, lead: Callable[[np.ndarray], None] | None = None, threads: int = 1
     ) -> np.ndarray:
-        """The chunk's speech as Pocket TTS streams it; with ``lead``, in growing pieces as they come
-        (``length_scale`` unused: the model has no speaking rate)."""
+        """The chunk's speech as Pocket TTS streams it; with ``lead``, in growing pieces as they come,
+        the newest always kept for the return (the chunk's end fades out there). ``length_scale`` is
+        unused: the model has no speaking rate."""
         import torch
 
         assert self.model is not None
-        model, lead_size = self.model, int(LEAD_SECONDS * self.sample_rate)
+        tts, lead_size = self.model.tts, int(LEAD_SECONDS * self.sample_rate)
 
         def speak() -> np.ndarray:
-            # Pocket TTS writes and decodes on two threads of its own, started now: they take this count.
-            torch.set_num_threads(threads)
+            torch.set_num_threads(threads)  # (Pocket TTS's own two threads, started now, take it)
+            stop = threading.Event()  # its threads end with this call, whatever happens in it
             pending: list[np.ndarray] = []
             handed = 0
-            with model.lock:
-                for piece in model.tts.generate_audio_stream(self._state, text, max_tokens=MAX_TOKENS, copy_state=True):
-                    pending.append(piece.detach().cpu().numpy().astype(np.float32, copy=True))
+            try:
+                for piece in tts.generate_audio_stream(
+                    self._state, text, max_tokens=MAX_TOKENS, copy_state=True, stop=stop
+                ):
                     ready = sum(part.size for part in pending)
-                    if lead is not None and ready >= max(lead_size, handed):
+                    if lead is not None and pending and ready >= max(lead_size, handed):
                         lead(np.concatenate(pending))
                         handed, pending = handed + ready, []
+                    pending.append(piece.detach().cpu().numpy().astype(np.float32, copy=True))
+            finally:
+                stop.set()
             return np.concatenate(pending) if pending else np.zeros(0, dtype=np.float32)
 
         return in_passing_thread(speak, name="speakstream-speak")

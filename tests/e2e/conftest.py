@@ -92,7 +92,7 @@ def page(browser, app_server: str, request: pytest.FixtureRequest) -> Iterator:
     page.get_by_label("Message", exact=True).wait_for()
     yield page
     report = getattr(request.node, "report_call", None)
-    if report is not None and report.failed:
+    if report is not None and report.failed and not page.is_closed():
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         (ARTIFACTS / f"{request.node.name}.console.log").write_text("\n".join(console))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 import soundfile
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
@@ -319,8 +321,9 @@ def test_changing_the_voice_changes_the_voice_used(page) -> None:
     assert "voice Joe (Piper, offline)" in wait_for_stats(page)
 
 
-def test_a_clip_uploaded_makes_your_voice_and_the_next_reply_speaks_with_it(page, tmp_path: Path) -> None:
-    clip = tmp_path / "me.wav"
+def make_your_voice(page, folder: Path) -> None:
+    """Upload 6 s of a voice-like tone under *Your voice* and make the voice from it."""
+    clip = folder / "me.wav"
     seconds = np.arange(6 * 24_000) / 24_000
     soundfile.write(clip, (0.3 * np.sin(2 * np.pi * (120 + 40 * seconds) * seconds)).astype(np.float32), 24_000)
     page.get_by_text("Your voice", exact=True).click()
@@ -329,12 +332,33 @@ def test_a_clip_uploaded_makes_your_voice_and_the_next_reply_speaks_with_it(page
     expect(page.locator("#own-voice-clip audio").first).to_be_attached()  # uploaded
     page.locator("#make-voice").click()
     expect(page.locator("#own-voice-status")).to_contain_text("Ready", timeout=60_000)
+
+
+def own_voices_held(url: str) -> int:
+    """How many voices made from users' clips the server holds (its /metrics)."""
+    found = re.search(r"^speakstream_own_voices (\S+)$", requests.get(f"{url}metrics", timeout=10).text, re.M)
+    return int(float(found.group(1)))
+
+
+def test_a_clip_uploaded_makes_your_voice_and_the_next_reply_speaks_with_it(page, tmp_path: Path) -> None:
+    make_your_voice(page, tmp_path)
     send(page, "Hi! How are you today?")
     stats = wait_for_stats(page)
     assert "voice Your voice" in stats and float(re.search(r"audio ([\d.]+) s", stats).group(1)) > 0
     wait_until_heard(page, stats)
     page.locator("#forget-voice").click()
     expect(page.locator("#own-voice-status")).to_contain_text("Forgotten")
+
+
+def test_closing_the_page_forgets_your_voice(page, app_server: str, tmp_path: Path) -> None:
+    before = own_voices_held(app_server)
+    make_your_voice(page, tmp_path)
+    assert own_voices_held(app_server) == before + 1
+    page.close()
+    deadline = time.monotonic() + 90
+    while own_voices_held(app_server) > before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert own_voices_held(app_server) == before, "the closed page's voice is still held"
 
 
 def test_an_over_long_message_is_refused_with_a_clear_message(page) -> None:
