@@ -82,4 +82,5 @@ def test_download_models_reports_what_it_could_not_fetch(tmp_path: Path) -> None
     assert "Could not get 'HuggingFaceTB/SmolLM2-360M-Instruct' from the Hugging Face hub" in result.stderr, "listed"
     assert "glow-tts (Coqui TTS) is unavailable" in result.stderr
     assert "could not fetch the Piper voice de_DE-thorsten-medium from the Hugging Face hub" in result.stderr
+    assert "could not fetch Pocket TTS's french model from the Hugging Face hub" in result.stderr
     assert "Voices ready: Joe (Piper, offline)" in result.stderr
