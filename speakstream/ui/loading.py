@@ -41,7 +41,7 @@ def load_voice(app: ChatApp, key: str | None) -> Iterator[str]:
     """The line under the voice picker while a picked voice loads: the seconds so far, then ready or
     why not, what recognizing speech in its language can do, and whether it follows the speaking rate."""
     if key == OWN:
-        yield "Your voice: made under *Your voice* (Pocket TTS; it speaks at its own pace)."
+        yield "Your voice: make it under *Your voice* (until then replies speak with the default voice)."
         return
     if not key or app.voices.loaded(key):
         yield (hearing_note(app, key) + pace_note(app, key)).strip() if key else ""
