@@ -220,15 +220,11 @@ def state_bytes(state: Any) -> int:
 def bench_cloning() -> None:
     """A voice cloned from 10 s of speech (the bundled Piper voice's) on the full-size model:
     the time to make its state, the memory it holds per session, and its speed."""
-    import soxr
-
-    from speakstream.voices.piper import PiperVoice
+    from speakstream.bench.untrained_pocket import piper_speech
     from speakstream.voices.pocket import PocketModels, PocketVoice
 
-    piper = PiperVoice().load()
     voice = PocketVoice(f"pocket/{CONFIGS[0]}/{VOICE}", PocketModels("cpu")).load()
-    speech = piper.synthesize(CLIP_TEXT).astype(np.float32) / 32768
-    clip = soxr.resample(speech, piper.sample_rate, voice.sample_rate)[: int(CLIP_SECONDS * voice.sample_rate)]
+    clip = piper_speech(CLIP_TEXT, voice.sample_rate)[: int(CLIP_SECONDS * voice.sample_rate)]
     built_in = state_bytes(voice.model.state_for(VOICE))
     seconds, state = [], None
     for _ in range(REPEATS):

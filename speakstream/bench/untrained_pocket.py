@@ -18,7 +18,6 @@ import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -82,16 +81,15 @@ def write_tokenizer(kind: str, size: int, path: Path) -> None:
     tokenizer.save(str(path))
 
 
-def _speech(sample_rate: int) -> Any:
-    """:data:`VOICE_PROMPT` in the bundled Piper voice, at ``sample_rate``, as a [channels, samples] tensor."""
+def piper_speech(text: str, sample_rate: int) -> np.ndarray:
+    """``text`` said by the bundled Piper voice, as float32 samples at ``sample_rate`` (speech of our own)."""
     import soxr
-    import torch
 
     from speakstream.voices.piper import PiperVoice
 
     piper = PiperVoice().load()
-    samples = piper.synthesize(VOICE_PROMPT).astype(np.float32) / 32768
-    return torch.from_numpy(soxr.resample(samples, piper.sample_rate, sample_rate).astype(np.float32))[None, :]
+    samples = piper.synthesize(text).astype(np.float32) / 32768
+    return soxr.resample(samples, piper.sample_rate, sample_rate).astype(np.float32)
 
 
 def install_untrained_pocket(configs: Iterable[str], voices: dict[str, list[str]]) -> None:
@@ -111,9 +109,9 @@ def install_untrained_pocket(configs: Iterable[str], voices: dict[str, list[str]
         write_tokenizer(table["tokenizer"], table["n_bins"], hub_file(table["tokenizer_path"]))
         with tempfile.TemporaryDirectory(prefix="speakstream-pocket-") as folder:
             # The same config without weights builds the model with random ones (the package warns so).
+            tokenizer = str(hub_file(table["tokenizer_path"]))
             bare = {**raw, "weights_path": None, "weights_path_without_voice_cloning": None}
-            bare["flow_lm"] = {**raw["flow_lm"], "lookup_table": {**table, "tokenizer_path": None}}
-            bare["flow_lm"]["lookup_table"]["tokenizer_path"] = str(hub_file(table["tokenizer_path"]))
+            bare["flow_lm"] = {**raw["flow_lm"], "lookup_table": {**table, "tokenizer_path": tokenizer}}
             config = Path(folder) / f"{name}.yaml"
             config.write_text(yaml.safe_dump(bare))
             torch.manual_seed(0)
@@ -125,7 +123,8 @@ def install_untrained_pocket(configs: Iterable[str], voices: dict[str, list[str]
         if not voices.get(name):
             continue
         with torch.inference_mode():
-            state = model.get_state_for_audio_prompt(_speech(model.sample_rate))
+            prompt = torch.from_numpy(piper_speech(VOICE_PROMPT, model.sample_rate))[None, :]
+            state = model.get_state_for_audio_prompt(prompt)
         for voice in voices[name]:
             path = hub_file(get_predefined_voice(language=name, name=voice))
             path.parent.mkdir(parents=True, exist_ok=True)
